@@ -1,0 +1,502 @@
+"""The block loop shared by offline render and the live engine.
+
+A :class:`Renderer` owns one compiled schedule, the block bus (a float32
+array ``(blocksize, slots)``, one column per module output channel), the
+state of every group and the views each kernel reads.  All of them are made
+when the patch changes, never per block: rendering a block is one kernel call
+per group on views prepared in advance.
+
+Examples
+--------
+>>> import jupysynth as js
+>>> samples = js.render(js.Sine(freq=440, amp=0.5), seconds=0.1)
+>>> samples.shape
+(4800, 2)
+"""
+
+from __future__ import annotations
+
+import traceback
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .compile import Binding, Group, Schedule, compile_schedule
+from .errors import JupysynthWarning, ParamError, PatchError
+from .graph import Module, NodeSpec, Port, module_types, snapshot
+
+__all__ = ["Renderer", "render", "write_wav", "Event"]
+
+# (time in seconds, module, parameter name, value)
+Event = tuple[float, Module, str, Any]
+
+FEEDBACK_CHUNK = 64  # a patch with Feedback renders in chunks no longer than its delay
+
+
+@dataclass
+class _Param:
+    name: str
+    binding: Binding
+    vals: np.ndarray  # float32 (n,): the numbers (const and gather)
+    view: np.ndarray | None = None  # what the kernel reads this block
+    const_view: np.ndarray | None = None  # stride-0 (blocksize, n) view of vals
+    scratch: np.ndarray | None = None  # (blocksize, n) for gathers and ramps
+    slots: np.ndarray | None = None  # int64 (n,) for gathers
+    ramp_from: np.ndarray | None = None  # old values while a ramp is pending
+
+
+@dataclass
+class _Runtime:
+    group: Group
+    fn: Any
+    post: Any
+    out: np.ndarray
+    params: list[_Param]
+    state: list[np.ndarray]
+    extra: tuple
+    args: tuple = ()
+    gathers: list[_Param] = field(default_factory=list)
+    ramps: list[_Param] = field(default_factory=list)
+
+    def rebuild_args(self) -> None:
+        self.args = (self.out, *(p.view for p in self.params), *self.state, *self.extra)
+
+
+def _strided_view(vals: np.ndarray, frames: int) -> np.ndarray:
+    # a writable stride-0 view: the kernel reads a number exactly as it reads a signal
+    return np.lib.stride_tricks.as_strided(vals, shape=(frames, vals.size), strides=(0, 4))
+
+
+def _non_contiguous(frames: int, n: int) -> np.ndarray:
+    # every view a kernel gets has the same numba type (2-D, layout 'A'), so each
+    # kernel compiles once; a slice of a wider array is never C-contiguous
+    return np.zeros((frames, n + 1), dtype=np.float32)[:, :n]
+
+
+class Renderer:
+    """Renders a patch block by block; the engine and :func:`render` both use it.
+
+    Parameters
+    ----------
+    nodes : dict
+        ``{id: NodeSpec}`` describing the patch (see :func:`jupysynth.graph.snapshot`).
+    outputs : list
+        ``[(id, port, channels)]`` summed to the stereo output.
+    samplerate : float
+        Samples per second.
+    blocksize : int
+        The most frames one :meth:`process` call renders.
+
+    Notes
+    -----
+    Faults never stop the sound: a group whose kernel raises, or a module
+    whose output turns NaN or infinite, is muted (it reads as silence
+    downstream), named in :attr:`faults` and reported with a warning.
+    """
+
+    def __init__(
+        self,
+        nodes: dict[int, NodeSpec],
+        outputs: list[tuple[int, int, int]],
+        samplerate: float = 48000,
+        blocksize: int = 64,
+    ) -> None:
+        if blocksize < 1 or blocksize > 65536:
+            raise ParamError(f"blocksize={blocksize} is out of range; use 1 to 65536 frames")
+        if not 1000 <= samplerate <= 768000:
+            raise ParamError(f"samplerate={samplerate} is out of range; use 1000 to 768000 Hz")
+        self.samplerate = float(samplerate)
+        self.blocksize = int(blocksize)
+        self.nodes = dict(nodes)
+        self.outputs = list(outputs)
+        self.disabled: set[int] = set()
+        self.faults: dict[int, str] = {}
+        self.frame = 0  # frames rendered so far
+        self.out = np.zeros((self.blocksize, 2), dtype=np.float32)
+        self._runtimes: list[_Runtime] = []
+        self._where: dict[int, tuple[_Runtime, int]] = {}
+        self._compile()
+
+    # -- building ------------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        """(Re)build schedule, bus, views and state, carrying state over by module id."""
+        sched: Schedule = compile_schedule(self.nodes, self.outputs, self.disabled)
+        old = self._where
+        frames = self.blocksize
+        bus = np.zeros((frames, sched.nslots), dtype=np.float32)
+        runtimes: list[_Runtime] = []
+        where: dict[int, tuple[_Runtime, int]] = {}
+        for g in sched.groups:
+            n = g.size
+            specs = [self.nodes[i] for i in g.ids]
+            out = bus[:, g.out_start : g.out_start + g.channels * n]
+            params: list[_Param] = []
+            for pdecl in g.cls.params:
+                b = g.bindings[pdecl.name]
+                vals = np.asarray(b.values, dtype=np.float32)
+                p = _Param(pdecl.name, b, vals)
+                if b.kind == "const":
+                    p.const_view = p.view = _strided_view(vals, frames)
+                elif b.kind == "bus":
+                    p.view = bus[:, b.start : b.start + n]
+                else:
+                    p.scratch = p.view = _non_contiguous(frames, n)
+                    p.slots = np.asarray(b.slots, dtype=np.int64)
+                params.append(p)
+            state = self._make_state(g, specs, old)
+            extra: tuple = ()
+            if g.cls.reads_bus:
+                ins = g.bindings["__inputs__"]
+                extra = (
+                    bus,
+                    np.asarray(ins.slots, dtype=np.int64),
+                    np.asarray(ins.values, dtype=np.int64),
+                )
+            rt = _Runtime(
+                g,
+                kernels.load(g.kernel),
+                kernels.load(g.post_kernel) if g.post_kernel else None,
+                out,
+                params,
+                state,
+                extra,
+            )
+            rt.gathers = [p for p in params if p.binding.kind == "gather"]
+            rt.rebuild_args()
+            runtimes.append(rt)
+            for k, i in enumerate(g.ids):
+                where[i] = (rt, k)
+        self.schedule = sched
+        self.bus = bus
+        self._runtimes = runtimes
+        self._posts = [rt for rt in runtimes if rt.post is not None]
+        self._where = where
+        self._left = np.asarray(sched.left, dtype=np.int64)
+        self._right = np.asarray(sched.right, dtype=np.int64)
+        self._chunk = FEEDBACK_CHUNK if sched.has_feedback else self.blocksize
+
+    def _make_state(
+        self, g: Group, specs: list[NodeSpec], old: dict[int, tuple[_Runtime, int]]
+    ) -> list[np.ndarray]:
+        n = g.size
+        arrays = []
+        for sdecl in g.cls.state:
+            lead = g.cls.state_lead(sdecl, specs, self.samplerate)
+            shape = lead if sdecl.shared else (*lead, n)
+            arr = np.zeros(shape, dtype=np.dtype(sdecl.dtype))
+            arrays.append(arr)
+        for k, spec in enumerate(specs):
+            prev = old.get(spec.id)
+            if prev is not None and prev[0].group.kernel == g.kernel:
+                rt, j = prev
+                for s_idx, sdecl in enumerate(g.cls.state):
+                    src = rt.state[s_idx]
+                    dst = arrays[s_idx]
+                    if src.shape[:-1] != dst.shape[:-1] and not sdecl.shared:
+                        continue  # resized (a longer delay line): start it empty
+                    if sdecl.shared:
+                        if src.shape == dst.shape:
+                            dst[...] = src
+                    else:
+                        dst[..., k] = src[..., j]
+            else:
+                for name, value in g.cls.init_state(spec).items():
+                    s_idx = [s.name for s in g.cls.state].index(name)
+                    arrays[s_idx][..., k] = value
+        return arrays
+
+    # -- control -------------------------------------------------------------------------
+
+    def set(self, node_id: int, name: str, value: float | tuple[int, int], ramp: bool = False) -> None:
+        """Change a parameter now (``ramp``: glide to it across the next block).
+
+        A number lands on the next frame rendered; connecting or disconnecting
+        a signal rebuilds the schedule (state is kept).
+        """
+        spec = self.nodes.get(node_id)
+        if spec is None:
+            raise PatchError(f"module #{node_id} is not in this patch")
+        if name not in spec.values:
+            cls = module_types()[spec.type]
+            raise ParamError(
+                f"unknown parameter {name!r} for {spec.type}; valid: "
+                + ", ".join(p.name for p in cls.params)
+            )
+        was = spec.values[name]
+        spec.values[name] = value
+        placed = self._where.get(node_id)
+        if placed is None:
+            return  # muted or unreachable: the value is kept for a rebuild
+        rt, k = placed
+        p = next(p for p in rt.params if p.name == name)
+        if isinstance(value, tuple) or isinstance(was, tuple) or p.binding.kind == "bus":
+            self._compile()
+            return
+        if ramp and p.const_view is not None:
+            if p.ramp_from is None:
+                p.ramp_from = p.vals.copy()
+                if p.scratch is None:
+                    p.scratch = _non_contiguous(self.blocksize, rt.group.size)
+                p.view = p.scratch
+                rt.ramps.append(p)
+                rt.rebuild_args()
+            p.vals[k] = value
+        else:
+            p.vals[k] = value
+            if p.ramp_from is not None:
+                p.ramp_from[k] = value
+
+    def update(self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]]) -> None:
+        """Replace the patch; modules that stay keep their state (no click, no reset)."""
+        self.nodes = dict(nodes)
+        self.outputs = list(outputs)
+        self.disabled &= set(nodes)
+        self._compile()
+
+    # -- rendering -----------------------------------------------------------------------
+
+    def process(self, frames: int, events: Sequence[tuple[int, int, str, Any]] = ()) -> np.ndarray:
+        """Render ``frames`` (at most the block size) and return the stereo block.
+
+        Parameters
+        ----------
+        frames : int
+            How many frames to render.
+        events : sequence
+            ``(offset, node_id, name, value)`` sorted by offset < frames: each
+            change lands exactly at that frame of this block.
+
+        Returns
+        -------
+        numpy.ndarray
+            A float32 view ``(frames, 2)`` of the renderer's output buffer,
+            overwritten by the next call.
+        """
+        if frames > self.blocksize:
+            raise ParamError(f"cannot render {frames} frames in one block of {self.blocksize}")
+        ramps = [rt for rt in self._runtimes if rt.ramps]
+        for rt in ramps:
+            for p in rt.ramps:
+                _RAMP(0, frames, p.ramp_from, p.vals, p.scratch)
+        a = 0
+        ev = 0
+        sr = self.samplerate
+        while a < frames:
+            while ev < len(events) and events[ev][0] <= a:
+                _, nid, name, value = events[ev]
+                self.set(nid, name, value)
+                ev += 1
+            b = min(frames, (a // self._chunk + 1) * self._chunk)
+            if ev < len(events):
+                b = min(b, max(events[ev][0], a + 1))
+            self._render_span(a, b, sr)
+            a = b
+        for rt in ramps:
+            for p in rt.ramps:
+                p.ramp_from = None
+                p.view = p.const_view
+            rt.ramps.clear()
+            rt.rebuild_args()
+        self.frame += frames
+        return self.out[:frames]
+
+    def _render_span(self, a: int, b: int, sr: float) -> None:
+        gather = _GATHER
+        bus = self.bus
+        for rt in self._runtimes:
+            for p in rt.gathers:
+                gather(a, b, bus, p.slots, p.vals, p.scratch)
+            try:
+                rt.fn(a, b, sr, *rt.args)
+            except Exception:  # a kernel that raises is muted, the rest plays on
+                self._fault(rt.group.ids, traceback.format_exc())
+                rt.out[a:b] = 0.0
+        for rt in self._posts:
+            rt.post(a, b, sr, *rt.args)
+        _MIX_OUT(a, b, bus, self._left, self._right, self.out)
+        if not _ALL_FINITE(self.out, a, b):
+            self._find_nonfinite(a, b)
+
+    # -- faults --------------------------------------------------------------------------
+
+    def _find_nonfinite(self, a: int, b: int) -> None:
+        culprit = None
+        for rt in self._runtimes:
+            cols = rt.out[a:b]
+            bad = ~np.isfinite(cols).all(axis=0)
+            if bad.any():
+                k = int(np.argmax(bad)) % rt.group.size
+                culprit = rt.group.ids[k]
+                break
+        when = (self.frame + a) / self.samplerate
+        if culprit is not None:
+            self._fault([culprit], f"produced NaN or infinity at {when:.4f} s")
+        np.nan_to_num(self.out[a:b], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _fault(self, ids: Iterable[int], why: str) -> None:
+        ids = [i for i in ids if i not in self.disabled]
+        if not ids:
+            return
+        for i in ids:
+            label = self.nodes[i].label()
+            self.faults[i] = f"{label} {why.strip()}"
+            self.disabled.add(i)
+            warnings.warn(
+                f"{label} {why.strip().splitlines()[-1]}; it is muted, the rest plays on",
+                JupysynthWarning,
+                stacklevel=4,
+            )
+        for rt in self._runtimes:
+            for arr in rt.state:
+                if arr.dtype.kind == "f":
+                    _SCRUB(arr.reshape(-1))
+        self._compile()
+
+
+_GATHER = kernels.load("bus.gather")
+_MIX_OUT = kernels.load("bus.mix_out")
+_ALL_FINITE = kernels.load("bus.all_finite")
+_SCRUB = kernels.load("bus.scrub")
+_RAMP = kernels.load("bus.ramp")
+
+
+def _events_for(
+    events: Iterable[Event], nodes: dict[int, NodeSpec], samplerate: float
+) -> list[tuple[int, int, str, Any]]:
+    out = []
+    for item in events:
+        try:
+            t, module, name, value = item
+        except (TypeError, ValueError):
+            raise ParamError(
+                f"an event is (time_seconds, module, param_name, value), got {item!r}"
+            ) from None
+        if not isinstance(module, Module):
+            raise ParamError(f"event {item!r}: the second item must be a module")
+        if module.id not in nodes:
+            raise PatchError(f"event {item!r}: {module._short()} is not part of the rendered patch")
+        if not isinstance(t, (int, float)) or not np.isfinite(t) or t < 0:
+            raise ParamError(f"event {item!r}: time must be a number of seconds >= 0")
+        if name not in module._param_index:
+            raise module._unknown(name)
+        checked = module._checked(name, value)
+        if isinstance(checked, Port):
+            if checked.module.id not in nodes:
+                nodes.update(snapshot(checked.module)[0])
+            checked = (checked.module.id, checked.index)
+        frame = int(round(t * samplerate))
+        out.append((frame, module.id, name, checked))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def render(
+    patch: Module | Port | Iterable[Module | Port],
+    seconds: float,
+    samplerate: int = 48000,
+    blocksize: int = 64,
+    events: Iterable[Event] | None = None,
+) -> np.ndarray:
+    """Render a patch offline into a stereo float32 array, deterministically.
+
+    Parameters
+    ----------
+    patch : Module or list of Module
+        What to hear: modules summed to the output; a mono module goes to both
+        channels, a stereo one (``Pan``) to its own sides.
+    seconds : float
+        Duration.
+    samplerate : int, default 48000
+        Sample rate in Hz.
+    blocksize : int, default 64
+        Frames per block.  The output does not depend on it.
+    events : iterable of (time_seconds, module, param_name, value), optional
+        Parameter changes, each applied at its exact sample ``round(t * sr)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(frames, 2)``.
+
+    Examples
+    --------
+    >>> import jupysynth as js
+    >>> osc = js.Sine(freq=220, amp=0.5)
+    >>> x = js.render(osc, 0.5, events=[(0.25, osc, "freq", 330)])
+    >>> x.shape, x.dtype
+    ((24000, 2), dtype('float32'))
+    """
+    if not isinstance(seconds, (int, float)) or not np.isfinite(seconds) or seconds < 0:
+        raise ParamError(f"seconds must be a number >= 0, got {seconds!r}")
+    nodes, outputs = snapshot(patch)
+    evs = _events_for(events or (), nodes, samplerate)
+    renderer = Renderer(nodes, outputs, samplerate, blocksize)
+    total = int(round(seconds * samplerate))
+    result = np.empty((total, 2), dtype=np.float32)
+    pos = 0
+    ev = 0
+    while pos < total:
+        n = min(blocksize, total - pos)
+        start = ev
+        while ev < len(evs) and evs[ev][0] < pos + n:
+            ev += 1
+        block_events = [(f - pos, i, k, v) for f, i, k, v in evs[start:ev]]
+        result[pos : pos + n] = renderer.process(n, block_events)
+        pos += n
+    return result
+
+
+def write_wav(path: str | Path, samples: np.ndarray, samplerate: int = 48000,
+              format: str = "int16") -> Path:
+    """Write samples to a WAV file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Where to write.
+    samples : numpy.ndarray
+        ``(frames,)`` or ``(frames, channels)``, floats in [-1, 1].
+    samplerate : int
+        Sample rate in Hz.
+    format : {"int16", "float32"}
+        16-bit PCM (plays everywhere; clipped to [-1, 1]) or 32-bit float (lossless).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import wave
+
+    path = Path(path)
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ParamError(f"samples must be (frames,) or (frames, channels), got {x.shape}")
+    if format == "int16":
+        pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(x.shape[1])
+            w.setsampwidth(2)
+            w.setframerate(int(samplerate))
+            w.writeframes(pcm.tobytes())
+    elif format == "float32":
+        import struct
+
+        data = x.astype("<f4").tobytes()
+        ch = x.shape[1]
+        header = b"RIFF" + struct.pack("<I", 4 + 26 + 12 + 8 + len(data)) + b"WAVE"
+        fmt = struct.pack("<HHIIHHH", 3, ch, int(samplerate), int(samplerate) * 4 * ch, 4 * ch, 32, 0)
+        fact = b"fact" + struct.pack("<II", 4, x.shape[0])
+        path.write_bytes(header + b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
+                         + b"data" + struct.pack("<I", len(data)) + data)
+    else:
+        raise ParamError(f"format={format!r} is not supported; use 'int16' or 'float32'")
+    return path
