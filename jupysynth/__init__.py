@@ -42,10 +42,10 @@ __all__ = [
     "ADSR", "AR", "BandPass", "Delay", "EngineError", "Feedback", "Gain", "HighPass",
     "JupysynthError", "JupysynthWarning", "LFO", "LowPass", "Mix", "Module", "MulAdd", "Noise",
     "Notch", "Pan", "Param", "ParamError", "PatchError", "Port", "Pulse", "Renderer", "Saw",
-    "Sine", "Square", "Triangle", "VCA", "render", "write_wav",
+    "Sine", "Square", "Triangle", "VCA", "plot", "render", "write_wav",
 ]
 
-_LAZY = {"render": "render", "write_wav": "render", "Renderer": "render"}
+_LAZY = {"render": "render", "write_wav": "render", "Renderer": "render", "plot": "plot"}
 
 
 def __getattr__(name: str) -> Any:

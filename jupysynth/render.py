@@ -43,10 +43,8 @@ class _Param:
     name: str
     binding: Binding
     vals: np.ndarray  # float32 (n,): the numbers (const and gather)
-    view: np.ndarray | None = None  # what the kernel reads this block
-    const_view: np.ndarray | None = None  # stride-0 (blocksize, n) view of vals
-    scratch: np.ndarray | None = None  # (blocksize, n) for gathers and ramps
-    slots: np.ndarray | None = None  # int64 (n,) for gathers
+    col: int  # first of the n bus columns the kernel reads
+    slots: np.ndarray | None = None  # int64 (n,) for gathers: source column or -1
     ramp_from: np.ndarray | None = None  # old values while a ramp is pending
 
 
@@ -55,27 +53,22 @@ class _Runtime:
     group: Group
     fn: Any
     post: Any
-    out: np.ndarray
     params: list[_Param]
     state: list[np.ndarray]
-    extra: tuple
-    args: tuple = ()
+    args: tuple
     gathers: list[_Param] = field(default_factory=list)
     ramps: list[_Param] = field(default_factory=list)
 
-    def rebuild_args(self) -> None:
-        self.args = (self.out, *(p.view for p in self.params), *self.state, *self.extra)
 
-
-def _strided_view(vals: np.ndarray, frames: int) -> np.ndarray:
-    # a writable stride-0 view: the kernel reads a number exactly as it reads a signal
-    return np.lib.stride_tricks.as_strided(vals, shape=(frames, vals.size), strides=(0, 4))
-
-
-def _non_contiguous(frames: int, n: int) -> np.ndarray:
-    # every view a kernel gets has the same numba type (2-D, layout 'A'), so each
-    # kernel compiles once; a slice of a wider array is never C-contiguous
-    return np.zeros((frames, n + 1), dtype=np.float32)[:, :n]
+def _runs(slots: list[int]) -> list[tuple[int, int]]:
+    """Adjacent columns merged into (start, length) runs."""
+    runs: list[tuple[int, int]] = []
+    for s in slots:
+        if runs and runs[-1][0] + runs[-1][1] == s:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((s, 1))
+    return runs
 
 
 class Renderer:
@@ -125,50 +118,63 @@ class Renderer:
     # -- building ------------------------------------------------------------------------
 
     def _compile(self) -> None:
-        """(Re)build schedule, bus, views and state, carrying state over by module id."""
+        """(Re)build schedule, bus and state, carrying state over by module id.
+
+        The bus holds, after the modules' outputs, a column per instance for every
+        parameter set to a number (filled once, rewritten only when it changes)
+        and for every parameter mixing numbers and signals (gathered per block),
+        so each kernel reads all its parameters as adjacent columns.
+        """
         sched: Schedule = compile_schedule(self.nodes, self.outputs, self.disabled)
         old = self._where
-        frames = self.blocksize
-        bus = np.zeros((frames, sched.nslots), dtype=np.float32)
-        runtimes: list[_Runtime] = []
-        where: dict[int, tuple[_Runtime, int]] = {}
+        layout: list[tuple[Group, list[_Param]]] = []
+        ncols = sched.nslots
         for g in sched.groups:
-            n = g.size
-            specs = [self.nodes[i] for i in g.ids]
-            out = bus[:, g.out_start : g.out_start + g.channels * n]
-            params: list[_Param] = []
+            params = []
             for pdecl in g.cls.params:
                 b = g.bindings[pdecl.name]
                 vals = np.asarray(b.values, dtype=np.float32)
-                p = _Param(pdecl.name, b, vals)
-                if b.kind == "const":
-                    p.const_view = p.view = _strided_view(vals, frames)
-                elif b.kind == "bus":
-                    p.view = bus[:, b.start : b.start + n]
+                if b.kind == "bus":
+                    params.append(_Param(pdecl.name, b, vals, b.start))
                 else:
-                    p.scratch = p.view = _non_contiguous(frames, n)
-                    p.slots = np.asarray(b.slots, dtype=np.int64)
-                params.append(p)
+                    p = _Param(pdecl.name, b, vals, ncols)
+                    if b.kind == "gather":
+                        p.slots = np.asarray(b.slots, dtype=np.int64)
+                    ncols += g.size
+                    params.append(p)
+            layout.append((g, params))
+        bus = np.zeros((self.blocksize, ncols), dtype=np.float32)
+        runtimes: list[_Runtime] = []
+        where: dict[int, tuple[_Runtime, int]] = {}
+        for g, params in layout:
+            specs = [self.nodes[i] for i in g.ids]
+            for p in params:
+                if p.binding.kind == "const":
+                    _FILL(bus, p.col, p.vals)
             state = self._make_state(g, specs, old)
             extra: tuple = ()
             if g.cls.reads_bus:
                 ins = g.bindings["__inputs__"]
+                ptr = [int(v) for v in ins.values]
+                runs: list[tuple[int, int]] = []
+                rptr = [0]
+                for k in range(g.size):
+                    runs.extend(_runs(ins.slots[ptr[k] : ptr[k + 1]]))
+                    rptr.append(len(runs))
                 extra = (
-                    bus,
-                    np.asarray(ins.slots, dtype=np.int64),
-                    np.asarray(ins.values, dtype=np.int64),
+                    np.asarray(runs, dtype=np.int64).reshape(-1, 2),
+                    np.asarray(rptr, dtype=np.int64),
                 )
+            args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
             rt = _Runtime(
                 g,
                 kernels.load(g.kernel),
                 kernels.load(g.post_kernel) if g.post_kernel else None,
-                out,
                 params,
                 state,
-                extra,
+                args,
             )
             rt.gathers = [p for p in params if p.binding.kind == "gather"]
-            rt.rebuild_args()
             runtimes.append(rt)
             for k, i in enumerate(g.ids):
                 where[i] = (rt, k)
@@ -238,19 +244,18 @@ class Renderer:
         if isinstance(value, tuple) or isinstance(was, tuple) or p.binding.kind == "bus":
             self._compile()
             return
-        if ramp and p.const_view is not None:
+        if ramp and p.binding.kind == "const":
             if p.ramp_from is None:
                 p.ramp_from = p.vals.copy()
-                if p.scratch is None:
-                    p.scratch = _non_contiguous(self.blocksize, rt.group.size)
-                p.view = p.scratch
                 rt.ramps.append(p)
-                rt.rebuild_args()
             p.vals[k] = value
-        else:
-            p.vals[k] = value
-            if p.ramp_from is not None:
-                p.ramp_from[k] = value
+            return
+        p.vals[k] = value
+        if p.ramp_from is not None:
+            p.ramp_from[k] = value
+        if p.binding.kind == "const":
+            # rows already rendered this block are spent: rewrite the whole column
+            self.bus[:, p.col + k] = value
 
     def update(self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]]) -> None:
         """Replace the patch; modules that stay keep their state (no click, no reset)."""
@@ -283,7 +288,7 @@ class Renderer:
         ramps = [rt for rt in self._runtimes if rt.ramps]
         for rt in ramps:
             for p in rt.ramps:
-                _RAMP(0, frames, p.ramp_from, p.vals, p.scratch)
+                _RAMP(0, frames, self.bus, p.col, p.ramp_from, p.vals)
         a = 0
         ev = 0
         sr = self.samplerate
@@ -300,25 +305,23 @@ class Renderer:
         for rt in ramps:
             for p in rt.ramps:
                 p.ramp_from = None
-                p.view = p.const_view
+                _FILL(self.bus, p.col, p.vals)
             rt.ramps.clear()
-            rt.rebuild_args()
         self.frame += frames
         return self.out[:frames]
 
     def _render_span(self, a: int, b: int, sr: float) -> None:
-        gather = _GATHER
         bus = self.bus
         for rt in self._runtimes:
             for p in rt.gathers:
-                gather(a, b, bus, p.slots, p.vals, p.scratch)
+                _GATHER(a, b, bus, p.col, p.slots, p.vals)
             try:
-                rt.fn(a, b, sr, *rt.args)
+                rt.fn(a, b, sr, bus, *rt.args)
             except Exception:  # a kernel that raises is muted, the rest plays on
                 self._fault(rt.group.ids, traceback.format_exc())
-                rt.out[a:b] = 0.0
+                return self._render_span(a, b, sr)
         for rt in self._posts:
-            rt.post(a, b, sr, *rt.args)
+            rt.post(a, b, sr, bus, *rt.args)
         _MIX_OUT(a, b, bus, self._left, self._right, self.out)
         if not _ALL_FINITE(self.out, a, b):
             self._find_nonfinite(a, b)
@@ -328,7 +331,8 @@ class Renderer:
     def _find_nonfinite(self, a: int, b: int) -> None:
         culprit = None
         for rt in self._runtimes:
-            cols = rt.out[a:b]
+            g = rt.group
+            cols = self.bus[a:b, g.out_start : g.out_start + g.channels * g.size]
             bad = ~np.isfinite(cols).all(axis=0)
             if bad.any():
                 k = int(np.argmax(bad)) % rt.group.size
@@ -364,6 +368,7 @@ _MIX_OUT = kernels.load("bus.mix_out")
 _ALL_FINITE = kernels.load("bus.all_finite")
 _SCRUB = kernels.load("bus.scrub")
 _RAMP = kernels.load("bus.ramp")
+_FILL = kernels.load("bus.fill")
 
 
 def _events_for(

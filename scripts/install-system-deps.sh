@@ -8,8 +8,8 @@
 #                  loads this one via ctypes.util.find_library('portaudio').
 # - liblo-tools:   OSC command-line tools (oscsend/oscdump) for OSC tests.
 #
-# Idempotent: does nothing when every package is already installed, and only
-# runs `apt-get update` when something actually has to be installed.
+# Idempotent: does nothing when every package is already installed, and runs
+# `apt-get update` only when installing from the current lists fails.
 set -euo pipefail
 
 PACKAGES=(jackd2 libportaudio2 liblo-tools)

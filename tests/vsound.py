@@ -57,9 +57,15 @@ def _die_with_parent(parent_pid: int) -> None:
 
     Notes
     -----
-    SIGTERM rather than SIGKILL: jackd then removes its shared-memory
-    registry entry and sockets, so the next jackd starts cleanly.  The
-    kernel delivers the signal when the *thread* that forked exits, so
+    SIGTERM rather than SIGKILL, so jackd can remove its entry from JACK's
+    shared-memory server registry.  It does not always manage: when the dead
+    parent also held a client (PortAudio), jackd 1.9.21 often dies of
+    SIGPIPE while shutting down -- it installs its own SIGPIPE handler, so
+    ignoring the signal here would not help.  The stale entry is reclaimed
+    by the next server *of the same name*, which is why server names must
+    not be unique per run (see :class:`VirtualSoundCard`).
+
+    The kernel delivers the signal when the *thread* that forked exits, so
     start the card from a thread that lives as long as the tests do.
     """
     if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
@@ -88,10 +94,12 @@ class VirtualSoundCard:
     period : int, optional
         JACK period (frames per process cycle) of the started server.
     server_name : str or None, optional
-        JACK server name.  ``None`` uses the default server.  A distinct
-        name gives a private server that cannot collide with a user's or
-        another test run's; it is exported as ``JACK_DEFAULT_SERVER`` to
-        this process (for PortAudio) while the card is started.
+        JACK server name.  ``None`` uses the default server.  Another name
+        gives a separate server; it is exported as ``JACK_DEFAULT_SERVER``
+        to this process (for PortAudio) while the card is started.  Use a
+        *fixed* name, never one unique per run: JACK's registry has only 8
+        server slots, and a slot left by a jackd that died uncleanly is
+        reclaimed only by a later server of the same name.
     startup_timeout : float, optional
         Seconds to wait for a started server to accept clients.
     jackd : str, optional
@@ -186,7 +194,7 @@ class VirtualSoundCard:
         """
         if self._proc is not None:
             return self
-        for tool in (self.jackd, "jack_lsp", "jack_connect"):
+        for tool in (self.jackd, "jack_lsp", "jack_connect", "jack_disconnect"):
             if shutil.which(tool) is None:
                 raise VirtualSoundCardError(
                     f"{tool!r} not found; run scripts/install-system-deps.sh"
@@ -199,8 +207,7 @@ class VirtualSoundCard:
             self.started = True
         # sounddevice initialised PortAudio at import, probably before the
         # server existed, so its device list has no JACK host API yet.
-        with _portaudio_suspended():
-            pass
+        _reinitialize_portaudio()
         self._check_portaudio_has_jack()
         return self
 
@@ -250,10 +257,14 @@ class VirtualSoundCard:
 
     @staticmethod
     def _hint(output: str) -> str:
-        # jackd's most common failure: its shared-memory registry still names
-        # a server whose PID exists -- typically one just killed that is
-        # still an unreaped zombie.  jackd reclaims the entry once it's gone.
+        # The two registry failures of jackd 1.9.21 (see _die_with_parent).
+        if "Too many servers already active" in output:
+            return (
+                " (JACK's 8-slot server registry is full of servers that died"
+                " uncleanly; if no jackd runs, delete /dev/shm/jack-shm-registry)"
+            )
         if "already active" in output:
+            # Typically a jackd just killed, still an unreaped zombie.
             return (
                 " (a server of that name is still registered: wait for the "
                 "old jackd to be reaped, or pick another server_name)"
@@ -553,6 +564,12 @@ def _portaudio_suspended() -> Iterator[None]:
             sd._initialize()
 
 
+def _reinitialize_portaudio() -> None:
+    """Make PortAudio enumerate its host APIs and devices again."""
+    with _portaudio_suspended():
+        pass
+
+
 def _process_exists(pid: int) -> bool:
     """Tell whether ``pid`` names a live (non-zombie) process, via /proc.
 
@@ -569,7 +586,8 @@ def _process_exists(pid: int) -> bool:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    # Field 3 (after the parenthesised command name) is the state; a zombie
-    # has already released everything, including jackd's JACK registration.
+    # Field 3 (after the parenthesised command name) is the state.  A zombie
+    # runs no more code, so it counts as gone -- although, until reaped, its
+    # PID still blocks a new server of the same name (see ``_hint``).
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")

@@ -37,3 +37,34 @@ def load(name: str) -> Callable:
         fn = getattr(mod, func)
         _cache[name] = fn
     return fn
+
+
+def _drop_stale_cache() -> None:
+    """Delete numba's on-disk cache when any kernel source changed.
+
+    numba keys a cached kernel on its own file's timestamp only, so a change in
+    a shared inline helper (_dsp.py) would otherwise keep serving old machine code.
+    """
+    import hashlib
+    import os
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    digest = hashlib.sha1()
+    for src in sorted(here.glob("*.py")):
+        digest.update(src.read_bytes())
+    stamp = digest.hexdigest()
+    cache = Path(os.environ.get("NUMBA_CACHE_DIR") or here / "__pycache__")
+    marker = cache / "jupysynth-kernels.stamp"
+    try:
+        if marker.exists() and marker.read_text() == stamp:
+            return
+        cache.mkdir(parents=True, exist_ok=True)
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink(missing_ok=True)
+        marker.write_text(stamp)
+    except OSError:
+        pass  # a read-only install: its cache was written by the same sources
+
+
+_drop_stale_cache()

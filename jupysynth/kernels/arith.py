@@ -1,4 +1,4 @@
-"""Arithmetic kernels: multiply-add, mix (sum of many), gain."""
+"""Arithmetic kernels: multiply-add, gain, and the mix of many inputs."""
 
 from __future__ import annotations
 
@@ -8,29 +8,37 @@ from ._dsp import JIT
 
 
 @njit(**JIT)
-def muladd(a, b, sr, out, inp, mul, add):
-    n = out.shape[1]
+def muladd(a, b, sr, bus, n, out, inp, mul, add):
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        x = bus[t, inp : inp + n]
+        m = bus[t, mul : mul + n]
+        c = bus[t, add : add + n]
         for i in range(n):
-            out[t, i] = inp[t, i] * mul[t, i] + add[t, i]
+            o[i] = x[i] * m[i] + c[i]
 
 
 @njit(**JIT)
-def gain(a, b, sr, out, inp, amount):
-    n = out.shape[1]
+def gain(a, b, sr, bus, n, out, inp, amount):
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        x = bus[t, inp : inp + n]
+        g = bus[t, amount : amount + n]
         for i in range(n):
-            out[t, i] = inp[t, i] * amount[t, i]
+            o[i] = x[i] * g[i]
 
 
 @njit(**JIT)
-def mix(a, b, sr, out, amp, bus, slots, ptr):
-    # instance i sums bus columns slots[ptr[i]:ptr[i+1]]; summing in a float64
-    # accumulator keeps 1024 voices as clean as one
-    n = out.shape[1]
+def mix(a, b, sr, bus, n, out, amp, runs, ptr):
+    # instance i sums the column runs runs[ptr[i]:ptr[i+1]], each (start, length):
+    # inputs that sit side by side on the bus sum as one vectorised reduction
     for t in range(a, b):
+        row = bus[t]
         for i in range(n):
             acc = 0.0
-            for k in range(ptr[i], ptr[i + 1]):
-                acc += bus[t, slots[k]]
-            out[t, i] = acc * amp[t, i]
+            for r in range(ptr[i], ptr[i + 1]):
+                start = runs[r, 0]
+                seg = row[start : start + runs[r, 1]]
+                for k in range(seg.shape[0]):
+                    acc += seg[k]
+            row[out + i] = acc * row[amp + i]

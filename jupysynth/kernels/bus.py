@@ -10,24 +10,36 @@ from ._dsp import JIT
 
 
 @njit(**JIT)
-def gather(a, b, bus, slots, vals, dst):
-    """dst[t, i] = bus[t, slots[i]], or vals[i] where slots[i] < 0 (a number)."""
-    n = dst.shape[1]
+def gather(a, b, bus, dst, slots, vals):
+    """bus[t, dst + i] = bus[t, slots[i]], or vals[i] where slots[i] < 0 (a number)."""
+    n = slots.shape[0]
     for t in range(a, b):
+        row = bus[t]
         for i in range(n):
             s = slots[i]
-            dst[t, i] = bus[t, s] if s >= 0 else vals[i]
+            row[dst + i] = row[s] if s >= 0 else vals[i]
 
 
 @njit(**JIT)
-def ramp(a, b, old, new, dst):
+def fill(bus, start, vals):
+    """Every row of columns start.. start+len(vals) holds vals (constant parameters)."""
+    n = vals.shape[0]
+    for t in range(bus.shape[0]):
+        row = bus[t, start : start + n]
+        for i in range(n):
+            row[i] = vals[i]
+
+
+@njit(**JIT)
+def ramp(a, b, bus, start, old, new):
     """A linear ramp from old to new across frames a..b, arriving at b-1."""
-    n = dst.shape[1]
+    n = old.shape[0]
     span = b - a
     for t in range(a, b):
         f = (t - a + 1) / span
+        row = bus[t, start : start + n]
         for i in range(n):
-            dst[t, i] = old[i] + (new[i] - old[i]) * f
+            row[i] = old[i] + (new[i] - old[i]) * f
 
 
 @njit(**JIT)

@@ -1,12 +1,16 @@
-"""Effect and routing kernels: delay, equal-power pan, the one-way Feedback tap."""
+"""Effect and routing kernels: delay, equal-power pan, the Feedback tap."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
-from ._dsp import JIT, sin2pi
+from ._dsp import JIT, QUARTER, sin_turn
+
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
 
 
 @njit(inline="always", **JIT)
@@ -18,27 +22,28 @@ def _hermite(xm1, x0, x1, x2, f):
 
 
 @njit(**JIT)
-def delay(a, b, sr, out, inp, time, feedback, mix, buf, pos):
+def delay(a, b, sr, bus, n, out, inp, time, feedback, mix, buf, pos):
     # buf is (length, n), time-major so each sample's write is one contiguous row;
     # pos[0] is the row written next, shared by all instances
-    n = out.shape[1]
     length = buf.shape[0]
     w = pos[0]
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        x = bus[t, inp : inp + n]
+        tm = bus[t, time : time + n]
+        fb = bus[t, feedback : feedback + n]
+        mx = bus[t, mix : mix + n]
         for i in range(n):
-            d = min(max(time[t, i] * sr, 2.0), length - 3.0)
+            d = min(max(tm[i] * sr, 2.0), length - 3.0)
             r = w - d
             base = math.floor(r)
             f = r - base
             j = int(base) % length
-            jm1 = (j - 1) % length
-            j1 = (j + 1) % length
-            j2 = (j + 2) % length
-            wet = _hermite(buf[jm1, i], buf[j, i], buf[j1, i], buf[j2, i], f)
-            x = inp[t, i]
-            buf[w, i] = x + feedback[t, i] * wet
-            m = mix[t, i]
-            out[t, i] = (1.0 - m) * x + m * wet
+            wet = _hermite(buf[(j - 1) % length, i], buf[j, i], buf[(j + 1) % length, i],
+                           buf[(j + 2) % length, i], f)
+            buf[w, i] = x[i] + fb[i] * wet
+            m = mx[i]
+            o[i] = (1.0 - m) * x[i] + m * wet
         w += 1
         if w == length:
             w = 0
@@ -46,37 +51,39 @@ def delay(a, b, sr, out, inp, time, feedback, mix, buf, pos):
 
 
 @njit(**JIT)
-def pan(a, b, sr, out, inp, pos):
+def pan(a, b, sr, bus, n, out, inp, pos):
     # equal power: left = cos(theta), right = sin(theta), theta = (pos + 1) * pi / 4
-    n = inp.shape[1]
     for t in range(a, b):
+        left = bus[t, out : out + n]
+        right = bus[t, out + n : out + n + n]
+        x = bus[t, inp : inp + n]
+        p = bus[t, pos : pos + n]
         for i in range(n):
-            x = inp[t, i]
-            th = (min(max(pos[t, i], -1.0), 1.0) + 1.0) * 0.125
-            out[t, i] = x * sin2pi(th + 0.25)
-            out[t, n + i] = x * sin2pi(th)
+            th = (min(max(p[i], -_ONE), _ONE) + _ONE) * np.float32(0.125)
+            left[i] = x[i] * sin_turn(QUARTER - th)  # cos(2 pi th), in sin_turn's range
+            right[i] = x[i] * sin_turn(th)
 
 
 @njit(**JIT)
-def feedback_read(a, b, sr, out, inp, ring, pos):
-    # ring holds the last `length` input samples; reading before this block's
+def feedback_read(a, b, sr, bus, n, out, inp, ring, pos):
+    # ring holds the last `length` input samples; reading before this span's
     # writes gives a delay of exactly `length` samples, whatever the block size
-    n = out.shape[1]
     length = ring.shape[0]
     w = pos[0]
     for t in range(a, b):
-        r = (w + t - a) % length
+        o = bus[t, out : out + n]
+        r = ring[(w + t - a) % length]
         for i in range(n):
-            out[t, i] = ring[r, i]
+            o[i] = r[i]
 
 
 @njit(**JIT)
-def feedback_write(a, b, sr, out, inp, ring, pos):
-    n = out.shape[1]
+def feedback_write(a, b, sr, bus, n, out, inp, ring, pos):
     length = ring.shape[0]
     w = pos[0]
     for t in range(a, b):
-        r = (w + t - a) % length
+        x = bus[t, inp : inp + n]
+        r = ring[(w + t - a) % length]
         for i in range(n):
-            ring[r, i] = inp[t, i]
+            r[i] = x[i]
     pos[0] = (w + b - a) % length

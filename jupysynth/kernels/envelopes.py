@@ -4,7 +4,8 @@ A gate above zero opens the envelope at that very sample.  The attack is a
 linear ramp from the current level (retriggering never clicks); decay and
 release are exponential, covering 99.9 % (-60 dB) of the way to their target
 in the given time, and the release snaps to exact zero below -100 dB so
-silence is digital silence.
+silence is digital silence.  Levels are float64: a 10 s attack adds 480 000
+increments and must still land on 1.
 """
 
 from __future__ import annotations
@@ -51,28 +52,36 @@ def _step(g, prev, level, stage, attack, decay, sustain, release, sr):
 
 
 @njit(**JIT)
-def adsr(a, b, sr, out, gate, attack, decay, sustain, release, level, stage, prev):
-    n = out.shape[1]
+def adsr(a, b, sr, bus, n, out, gate, attack, decay, sustain, release, level, stage, prev):
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        gt = bus[t, gate : gate + n]
+        at = bus[t, attack : attack + n]
+        dc = bus[t, decay : decay + n]
+        su = bus[t, sustain : sustain + n]
+        rl = bus[t, release : release + n]
         for i in range(n):
-            g = gate[t, i] > 0.0
-            lv, st = _step(g, prev[i] != 0, level[i], stage[i], attack[t, i], decay[t, i],
-                           min(max(sustain[t, i], 0.0), 1.0), release[t, i], sr)
+            g = gt[i] > 0.0
+            lv, st = _step(g, prev[i] != 0, level[i], stage[i], float(at[i]), float(dc[i]),
+                           min(max(float(su[i]), 0.0), 1.0), float(rl[i]), sr)
             level[i] = lv
             stage[i] = st
             prev[i] = 1 if g else 0
-            out[t, i] = lv
+            o[i] = lv
 
 
 @njit(**JIT)
-def ar(a, b, sr, out, gate, attack, release, level, stage, prev):
-    n = out.shape[1]
+def ar(a, b, sr, bus, n, out, gate, attack, release, level, stage, prev):
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        gt = bus[t, gate : gate + n]
+        at = bus[t, attack : attack + n]
+        rl = bus[t, release : release + n]
         for i in range(n):
-            g = gate[t, i] > 0.0
-            lv, st = _step(g, prev[i] != 0, level[i], stage[i], attack[t, i], 0.0, 1.0,
-                           release[t, i], sr)
+            g = gt[i] > 0.0
+            lv, st = _step(g, prev[i] != 0, level[i], stage[i], float(at[i]), 0.0, 1.0,
+                           float(rl[i]), sr)
             level[i] = lv
             stage[i] = st
             prev[i] = 1 if g else 0
-            out[t, i] = lv
+            o[i] = lv

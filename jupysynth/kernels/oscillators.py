@@ -1,169 +1,216 @@
 """Oscillator kernels: sine, band-limited saw/square/triangle/pulse, noise, LFO.
 
-Phase accumulators are float64 in cycles (exact tuning over hours); outputs are
-float32.  Each loop runs time outside and instances inside, so the instance
-loop vectorises across voices.
+Every kernel: ``(a, b, sr, bus, n, out, *params, *state)`` where ``out`` and each
+parameter are the first bus column of ``n`` adjacent ones (see kernels/__init__).
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 from numba import njit
 
-from ._dsp import JIT, polyblamp, polyblep, sin2pi, uniform, xorshift
+from ._dsp import (
+    F0,
+    F1,
+    HALF,
+    HALF_TURN,
+    JIT,
+    QUARTER_TURN,
+    TWO32,
+    increment,
+    phase_offset,
+    polyblamp,
+    polyblep,
+    sin_turn,
+    turn,
+    uniform,
+    unit_turn,
+    xorshift,
+)
 
 
 @njit(**JIT)
-def sine(a, b, sr, out, freq, amp, phase, acc):
-    n = out.shape[1]
-    inv = 1.0 / sr
+def sine(a, b, sr, bus, n, out, freq, amp, phase, acc):
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        ph = bus[t, phase : phase + n]
         for i in range(n):
-            p = acc[i]
-            out[t, i] = amp[t, i] * sin2pi(p + phase[t, i])
-            p += freq[t, i] * inv
-            acc[i] = p - math.floor(p)
+            p = np.uint32(acc[i] + phase_offset(ph[i]))
+            o[i] = am[i] * sin_turn(turn(p))
+            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(**JIT)
-def saw(a, b, sr, out, freq, amp, phase, acc):
-    n = out.shape[1]
-    inv = 1.0 / sr
+def saw(a, b, sr, bus, n, out, freq, amp, phase, acc):
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
+    inv = np.float32(1.0 / sr)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        ph = bus[t, phase : phase + n]
         for i in range(n):
-            dt = min(abs(freq[t, i] * inv), 0.5)
-            q = acc[i] + phase[t, i] + 0.5  # the jump sits half a cycle in: starts at 0, rising
-            q -= math.floor(q)
-            out[t, i] = amp[t, i] * (q + q - 1.0 - polyblep(q, dt))
-            p = acc[i] + freq[t, i] * inv
-            acc[i] = p - math.floor(p)
+            dt = min(abs(fr[i] * inv), HALF)
+            y = turn(np.uint32(acc[i] + phase_offset(ph[i])))  # starts at 0, rising; jumps at y = 0.5
+            o[i] = am[i] * (y + y - polyblep(y + HALF, dt))
+            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(inline="always", **JIT)
-def _pulse(p, w, dt):
-    v = 1.0 if p < w else -1.0
-    v += polyblep(p, dt)
-    q = p - w
-    q -= math.floor(q)
+def _pulse(t, w, dt):
+    v = F1 if t < w else -F1
+    v += polyblep(t, dt)
+    q = t - w
+    q = q + F1 if q < F0 else q
     return v - polyblep(q, dt)
 
 
 @njit(**JIT)
-def square(a, b, sr, out, freq, amp, phase, acc):
-    n = out.shape[1]
-    inv = 1.0 / sr
+def square(a, b, sr, bus, n, out, freq, amp, phase, acc):
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
+    inv = np.float32(1.0 / sr)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        ph = bus[t, phase : phase + n]
         for i in range(n):
-            dt = min(abs(freq[t, i] * inv), 0.5)
-            q = acc[i] + phase[t, i]
-            q -= math.floor(q)
-            out[t, i] = amp[t, i] * _pulse(q, 0.5, dt)
-            p = acc[i] + freq[t, i] * inv
-            acc[i] = p - math.floor(p)
+            dt = min(abs(fr[i] * inv), HALF)
+            u = unit_turn(np.uint32(acc[i] + phase_offset(ph[i])))
+            o[i] = am[i] * _pulse(u, HALF, dt)
+            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(**JIT)
-def pulse(a, b, sr, out, freq, amp, phase, width, acc):
-    n = out.shape[1]
-    inv = 1.0 / sr
+def pulse(a, b, sr, bus, n, out, freq, amp, phase, width, acc):
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
+    inv = np.float32(1.0 / sr)
+    lo = np.float32(0.01)
+    hi = np.float32(0.99)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        ph = bus[t, phase : phase + n]
+        wd = bus[t, width : width + n]
         for i in range(n):
-            dt = min(abs(freq[t, i] * inv), 0.5)
-            w = min(max(width[t, i], 0.01), 0.99)
-            q = acc[i] + phase[t, i]
-            q -= math.floor(q)
-            out[t, i] = amp[t, i] * _pulse(q, w, dt)
-            p = acc[i] + freq[t, i] * inv
-            acc[i] = p - math.floor(p)
+            dt = min(abs(fr[i] * inv), HALF)
+            u = unit_turn(np.uint32(acc[i] + phase_offset(ph[i])))
+            o[i] = am[i] * _pulse(u, min(max(wd[i], lo), hi), dt)
+            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(**JIT)
-def triangle(a, b, sr, out, freq, amp, phase, acc):
-    n = out.shape[1]
-    inv = 1.0 / sr
+def triangle(a, b, sr, bus, n, out, freq, amp, phase, acc):
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
+    inv = np.float32(1.0 / sr)
+    four = np.float32(4.0)
+    eight = np.float32(8.0)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        ph = bus[t, phase : phase + n]
         for i in range(n):
-            dt = min(abs(freq[t, i] * inv), 0.5)
-            q = acc[i] + phase[t, i] + 0.25  # corners at q=0 (trough) and q=0.5 (peak)
-            q -= math.floor(q)
-            v = 1.0 - 4.0 * abs(q - 0.5)
-            h = q + 0.5
-            h -= math.floor(h)
-            # slope turns by +8 per cycle at the trough and -8 at the peak
-            v += 8.0 * dt * (polyblamp(q, dt) - polyblamp(h, dt))
-            out[t, i] = amp[t, i] * v
-            p = acc[i] + freq[t, i] * inv
-            acc[i] = p - math.floor(p)
+            dt = min(abs(fr[i] * inv), HALF)
+            # q: a quarter cycle ahead, so the trough is at q=0 and the peak at q=0.5
+            q0 = np.uint32(np.uint32(acc[i] + phase_offset(ph[i])) + QUARTER_TURN)
+            q = unit_turn(q0)
+            h = unit_turn(np.uint32(q0 + HALF_TURN))
+            v = F1 - four * abs(q - HALF)
+            # the slope turns by +8 per cycle at the trough and by -8 at the peak
+            v += eight * dt * (polyblamp(q, dt) - polyblamp(h, dt))
+            o[i] = am[i] * v
+            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(**JIT)
-def white(a, b, sr, out, amp, rng, poles):
+def white(a, b, sr, bus, n, out, amp, rng, poles):
     # poles is unused: white and pink noise share one state layout
-    n = out.shape[1]
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        am = bus[t, amp : amp + n]
         for i in range(n):
             s = xorshift(rng[i])
             rng[i] = s
-            out[t, i] = amp[t, i] * uniform(s)
+            o[i] = am[i] * uniform(s)
+
+
+_K = (
+    np.float32(0.99886), np.float32(0.0555179), np.float32(0.99332), np.float32(0.0750759),
+    np.float32(0.96900), np.float32(0.1538520), np.float32(0.86650), np.float32(0.3104856),
+    np.float32(0.55000), np.float32(0.5329522), np.float32(-0.7616), np.float32(0.0168980),
+    np.float32(0.5362), np.float32(0.115926), np.float32(0.11),
+)
 
 
 @njit(**JIT)
-def pink(a, b, sr, out, amp, rng, poles):
+def pink(a, b, sr, bus, n, out, amp, rng, poles):
     # Paul Kellet's refined filter: white noise through 7 first-order sections,
-    # within 0.05 dB of -3 dB/octave from 9 Hz to Nyquist at 44.1 kHz
-    n = out.shape[1]
+    # within 0.05 dB of -3 dB/octave above 9 Hz
+    k = _K
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        am = bus[t, amp : amp + n]
         for i in range(n):
             s = xorshift(rng[i])
             rng[i] = s
             w = uniform(s)
-            b0 = 0.99886 * poles[0, i] + w * 0.0555179
-            b1 = 0.99332 * poles[1, i] + w * 0.0750759
-            b2 = 0.96900 * poles[2, i] + w * 0.1538520
-            b3 = 0.86650 * poles[3, i] + w * 0.3104856
-            b4 = 0.55000 * poles[4, i] + w * 0.5329522
-            b5 = -0.7616 * poles[5, i] - w * 0.0168980
-            y = b0 + b1 + b2 + b3 + b4 + b5 + poles[6, i] + w * 0.5362
+            b0 = k[0] * poles[0, i] + w * k[1]
+            b1 = k[2] * poles[1, i] + w * k[3]
+            b2 = k[4] * poles[2, i] + w * k[5]
+            b3 = k[6] * poles[3, i] + w * k[7]
+            b4 = k[8] * poles[4, i] + w * k[9]
+            b5 = k[10] * poles[5, i] - w * k[11]
+            y = b0 + b1 + b2 + b3 + b4 + b5 + poles[6, i] + w * k[12]
             poles[0, i] = b0
             poles[1, i] = b1
             poles[2, i] = b2
             poles[3, i] = b3
             poles[4, i] = b4
             poles[5, i] = b5
-            poles[6, i] = w * 0.115926
-            out[t, i] = amp[t, i] * 0.11 * y
+            poles[6, i] = w * k[13]
+            o[i] = am[i] * k[14] * y
 
 
 @njit(**JIT)
-def lfo(a, b, sr, out, freq, amp, offset, phase, acc, shape, rng, held):
+def lfo(a, b, sr, bus, n, out, freq, amp, offset, phase, acc, shape, rng, held):
     # shape: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold
-    n = out.shape[1]
-    inv = 1.0 / sr
+    scale = np.float32(TWO32 / sr)
+    limit = np.float32(0.4999 * sr)
+    four = np.float32(4.0)
     for t in range(a, b):
+        o = bus[t, out : out + n]
+        fr = bus[t, freq : freq + n]
+        am = bus[t, amp : amp + n]
+        of = bus[t, offset : offset + n]
+        ph = bus[t, phase : phase + n]
         for i in range(n):
-            q = acc[i] + phase[t, i]
-            q -= math.floor(q)
+            p = np.uint32(acc[i] + phase_offset(ph[i]))
             k = shape[i]
             if k == 0:
-                v = sin2pi(q)
+                v = sin_turn(turn(p))
             elif k == 1:
-                r = q + 0.25
-                r -= math.floor(r)
-                v = 1.0 - 4.0 * abs(r - 0.5)
+                v = F1 - four * abs(unit_turn(np.uint32(p + QUARTER_TURN)) - HALF)
             elif k == 2:
-                r = q + 0.5
-                r -= math.floor(r)
-                v = r + r - 1.0
+                y = turn(p)
+                v = y + y
             elif k == 3:
-                v = 1.0 if q < 0.5 else -1.0
+                v = F1 if unit_turn(p) < HALF else -F1
             else:
                 v = held[i]
-            out[t, i] = offset[t, i] + amp[t, i] * v
-            p = acc[i] + freq[t, i] * inv
-            wrapped = math.floor(p)
-            acc[i] = p - wrapped
-            if k == 4 and wrapped != 0.0:
+            o[i] = of[i] + am[i] * v
+            nxt = np.uint32(acc[i] + increment(fr[i], scale, limit))
+            if k == 4 and nxt < acc[i]:  # wrapped: a new cycle, a new random value
                 s = xorshift(rng[i])
                 rng[i] = s
                 held[i] = uniform(s)
+            acc[i] = nxt

@@ -11,7 +11,7 @@ from ..graph import Module, Param, State
 INPUT = Param("input", 0.0, -1e30, 1e30, "", "lin", "the signal to filter")
 CUTOFF = Param("cutoff", 1000.0, 1.0, 100000.0, "Hz", "log", "cutoff (centre) frequency")
 Q = Param("q", 0.707, 0.05, 100.0, "", "log", "resonance: gain at the cutoff")
-SVF_STATE = (State("ic1", "f8"), State("ic2", "f8"))
+SVF_STATE = (State("ic1", "f4"), State("ic2", "f4"))
 
 
 class _SVF(Module):

@@ -13,7 +13,7 @@ from ..graph import Module, NodeSpec, Param, State
 FREQ = Param("freq", 440.0, 0.0, 100000.0, "Hz", "log", "frequency")
 AMP = Param("amp", 1.0, -1e6, 1e6, "", "lin", "peak amplitude")
 PHASE = Param("phase", 0.0, 0.0, 1.0, "cycles", "lin", "phase offset (modulate it for PM)")
-ACC = State("acc", "f8")
+ACC = State("acc", "u4")
 
 _LFO_SHAPES = ("sine", "triangle", "saw", "square", "sh")
 
@@ -103,7 +103,7 @@ class Noise(Module):
     positional = ("amp",)
     options: dict[str, Any] = {"color": "white", "seed": 0}
     color_choices = ("white", "pink")
-    state = (State("rng", "u4"), State("poles", "f8", (7,)))
+    state = (State("rng", "u4"), State("poles", "f4", (7,)))
     kernel = "oscillators.white"
 
     def kernel_name(self) -> str:
@@ -134,7 +134,7 @@ class LFO(Module):
     positional = ("freq", "amp", "offset")
     options: dict[str, Any] = {"shape": "sine", "seed": 0}
     shape_choices = _LFO_SHAPES
-    state = (ACC, State("shape", "i4"), State("rng", "u4"), State("held", "f8"))
+    state = (ACC, State("shape", "i4"), State("rng", "u4"), State("held", "f4"))
     kernel = "oscillators.lfo"
 
     @classmethod
