@@ -19,9 +19,7 @@ def p1(n: int) -> js.Module:
 
 def p2(n: int) -> js.Module:
     """N band-limited saws, each through its own resonant low-pass (1 kHz, Q 2), summed."""
-    return js.Mix(
-        *[js.LowPass(js.Saw(freq=f, amp=1.0 / n), cutoff=1000, q=2) for f in freqs(n)]
-    )
+    return js.Mix(*[js.LowPass(js.Saw(freq=f, amp=1.0 / n), cutoff=1000, q=2) for f in freqs(n)])
 
 
 def p3(n: int) -> js.Module:

@@ -39,13 +39,41 @@ from .modules import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ADSR", "AR", "BandPass", "Delay", "EngineError", "Feedback", "Gain", "HighPass",
-    "JupysynthError", "JupysynthWarning", "LFO", "LowPass", "Mix", "Module", "MulAdd", "Noise",
-    "Notch", "Pan", "Param", "ParamError", "PatchError", "Port", "Pulse", "Renderer", "Saw",
-    "Sine", "Square", "Triangle", "VCA", "plot", "render", "write_wav",
+    "ADSR",
+    "AR",
+    "BandPass",
+    "Delay",
+    "EngineError",
+    "Feedback",
+    "Gain",
+    "HighPass",
+    "JupysynthError",
+    "JupysynthWarning",
+    "LFO",
+    "LowPass",
+    "Mix",
+    "Module",
+    "MulAdd",
+    "Noise",
+    "Notch",
+    "Pan",
+    "Param",
+    "ParamError",
+    "PatchError",
+    "Port",
+    "Pulse",
+    "Renderer",
+    "Saw",
+    "Sine",
+    "Square",
+    "Triangle",
+    "VCA",
+    "plot",
+    "render",
+    "write_wav",
 ]
 
-_LAZY = {"render": "render", "write_wav": "render", "Renderer": "render", "plot": "plot"}
+_LAZY = {"render": "renderer", "write_wav": "renderer", "Renderer": "renderer", "plot": "plotting"}
 
 
 def __getattr__(name: str) -> Any:
@@ -54,10 +82,5 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         mod = importlib.import_module(f".{_LAZY[name]}", __name__)
-        # importing the submodule jupysynth.render bound that name to the module:
-        # bind the public names to the functions instead
-        for key, where in _LAZY.items():
-            if where == _LAZY[name]:
-                globals()[key] = getattr(mod, key)
-        return globals()[name]
+        return getattr(mod, name)
     raise AttributeError(f"module 'jupysynth' has no attribute {name!r}")

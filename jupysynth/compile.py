@@ -178,7 +178,7 @@ def compile_schedule(
     slot_of: dict[tuple[int, int], int] = {}
     next_slot = ZERO_SLOT + 1
     groups: list[Group] = []
-    for (lvl, kernel) in sorted(buckets):
+    for lvl, kernel in sorted(buckets):
         ids = buckets[(lvl, kernel)]
         cls = types[live[ids[0]].type]
 
@@ -198,17 +198,17 @@ def compile_schedule(
             for c in range(chans):
                 slot_of[(i, c)] = out_start + c * n + k
         next_slot += chans * n
-        groups.append(
-            Group(kernel, cls.post_kernel, cls, lvl, ids, out_start, {}, chans)
-        )
+        groups.append(Group(kernel, cls.post_kernel, cls, lvl, ids, out_start, {}, chans))
 
     def source_slot(owner: NodeSpec, src: tuple[int, int]) -> int:
         sid, port = src
         if sid in disabled or sid not in nodes:
             return ZERO_SLOT
         if port >= types[nodes[sid].type].channels:
-            raise PatchError(f"{owner.label()} reads port {port} of {nodes[sid].label()}, "
-                             "which has no such output")
+            raise PatchError(
+                f"{owner.label()} reads port {port} of {nodes[sid].label()}, "
+                "which has no such output"
+            )
         return slot_of[src]
 
     for g in groups:
@@ -225,9 +225,11 @@ def compile_schedule(
                     slots.append(-1)
             if all(s < 0 for s in slots):
                 g.bindings[param.name] = Binding("const", vals)
-            elif all(s >= 0 for s in slots) and all(
-                b - a == 1 for a, b in zip(slots, slots[1:])
-            ) and slots[0] != ZERO_SLOT:
+            elif (
+                all(s >= 0 for s in slots)
+                and all(b - a == 1 for a, b in zip(slots, slots[1:]))
+                and slots[0] != ZERO_SLOT
+            ):
                 g.bindings[param.name] = Binding("bus", vals, start=slots[0])
             else:
                 g.bindings[param.name] = Binding("gather", vals, slots=slots)

@@ -57,15 +57,22 @@ def build(bars: int = 4) -> tuple[list[Module], list[tuple[float, Module, str, f
         for k, note in enumerate(LINE):
             t = (bar * 16 + k) * STEP
             if note is not None:
-                events += [(t, osc_a, "freq", hz(note)), (t, osc_b, "freq", hz(note) * 1.003),
-                           (t, fenv, "gate", 1.0), (t, aenv, "gate", 1.0),
-                           (t + STEP * 0.55, fenv, "gate", 0.0), (t + STEP * 0.55, aenv, "gate", 0.0)]
+                events += [
+                    (t, osc_a, "freq", hz(note)),
+                    (t, osc_b, "freq", hz(note) * 1.003),
+                    (t, fenv, "gate", 1.0),
+                    (t, aenv, "gate", 1.0),
+                    (t + STEP * 0.55, fenv, "gate", 0.0),
+                    (t + STEP * 0.55, aenv, "gate", 0.0),
+                ]
             if k % 2 == 0:
                 events += [(t, hat_env, "gate", 1.0), (t + 0.01, hat_env, "gate", 0.0)]
         chord = PAD[bar % len(PAD)]
         t0 = bar * 16 * STEP
-        events += [(t0, osc, "freq", hz(n) * (1 + 0.002 * i))
-                   for i, (osc, n) in enumerate(zip(pad_oscs, chord))]
+        events += [
+            (t0, osc, "freq", hz(n) * (1 + 0.002 * i))
+            for i, (osc, n) in enumerate(zip(pad_oscs, chord))
+        ]
         events += [(t0, pad_env, "gate", 1.0), (t0 + 12 * STEP, pad_env, "gate", 0.0)]
     return [lead, pad, hats], events
 
@@ -76,8 +83,8 @@ def seconds(bars: int = 4) -> float:
 
 def render_demo(directory: str | Path = ".", bars: int = 4) -> tuple[Path, Path]:
     """Render the demo to ``demo.wav`` and a waveform + spectrogram ``demo.png``."""
-    from .plot import plot
-    from .render import render, write_wav
+    from .plotting import plot
+    from .renderer import render, write_wav
 
     out = Path(directory)
     outputs, events = build(bars)

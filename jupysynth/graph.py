@@ -22,7 +22,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from .errors import ParamError, PatchError
 
@@ -143,7 +143,7 @@ class Port:
         return f"{self.module._short()}.{names[self.index]}"
 
 
-Value = Union[float, Port]
+Value = float | Port
 
 
 def _as_source(owner: str, pname: str, value: Any) -> Port | None:
@@ -280,9 +280,7 @@ class Module:
         port = _as_source(self._short(), key, value)
         if port is not None:
             if not param.signal:
-                raise ParamError(
-                    f"{type(self).__name__}.{key} takes a number, not a signal"
-                )
+                raise ParamError(f"{type(self).__name__}.{key} takes a number, not a signal")
             return port
         return param.check(type(self).__name__, value)
 
@@ -489,6 +487,8 @@ def _add(a: Any, b: Any) -> Module:
         a, b = b, a
     if _is_number(b):
         b = float(b)
+        if b == 0.0 and isinstance(a, Module):
+            return a  # sum() starts from 0
         folded = _const_muladd(a)
         if folded is not None:
             v = folded._values
@@ -497,7 +497,7 @@ def _add(a: Any, b: Any) -> Module:
     # two signals: x*m + s is one MulAdd; otherwise a flat Mix
     for x, y in ((a, b), (b, a)):
         folded = _const_muladd(x)
-        if folded is not None and folded._values["add"] == 0.0:
+        if folded is not None and folded._values["add"] == 0.0 and folded._values["mul"] != 1.0:
             return MulAdd(folded._values["input"], folded._values["mul"], _sig(y))
     parts: list[Port] = []
     for x in (a, b):

@@ -40,7 +40,7 @@ def _everything() -> list[Module]:
 
 def warmup(verbose: bool = False) -> float:
     """Compile (or load from the disk cache) every kernel; returns the seconds it took."""
-    from .render import render
+    from .renderer import render
 
     t = time.perf_counter()
     render(_everything(), seconds=0.01, blocksize=64)

@@ -63,9 +63,13 @@ def unit_turn(p):
 
 @njit(inline="always", **JIT)
 def increment(freq, scale, limit):
-    """The accumulator step for ``freq`` Hz (``scale`` = 2**32 / sr), rounded, |f| < sr/2."""
-    f = min(max(freq, -limit), limit)
-    return np.uint32(np.int32(np.floor(f * scale + HALF)))
+    """The accumulator step for ``freq`` Hz (``scale`` = 2**32 / sr, float64), rounded, |f| < sr/2.
+
+    The product needs 32 bits, more than float32 holds: computed in float64, every
+    frequency is exact to the accumulator's resolution.
+    """
+    f = np.float64(min(max(freq, -limit), limit))
+    return np.uint32(np.int32(np.floor(f * scale + 0.5)))
 
 
 @njit(inline="always", **JIT)
@@ -77,7 +81,7 @@ def phase_offset(cycles):
 
 @njit(inline="always", **JIT)
 def tan_pi(f):
-    """tan(pi*f) for 0 <= f < 0.5 (the bilinear prewarp), Pade [5/4]: 1e-7 below 10 kHz at 48 kHz."""
+    """tan(pi*f) for 0 <= f < 0.5 (the bilinear prewarp); Pade [5/4], 1e-7 below 10 kHz."""
     x = PI * f
     x2 = x * x
     num = x * (np.float32(945.0) + x2 * (np.float32(-105.0) + x2))

@@ -39,8 +39,13 @@ def delay(a, b, sr, bus, n, out, inp, time, feedback, mix, buf, pos):
             base = math.floor(r)
             f = r - base
             j = int(base) % length
-            wet = _hermite(buf[(j - 1) % length, i], buf[j, i], buf[(j + 1) % length, i],
-                           buf[(j + 2) % length, i], f)
+            wet = _hermite(
+                buf[(j - 1) % length, i],
+                buf[j, i],
+                buf[(j + 1) % length, i],
+                buf[(j + 2) % length, i],
+                f,
+            )
             buf[w, i] = x[i] + fb[i] * wet
             m = mx[i]
             o[i] = (1.0 - m) * x[i] + m * wet

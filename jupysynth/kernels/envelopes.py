@@ -62,8 +62,17 @@ def adsr(a, b, sr, bus, n, out, gate, attack, decay, sustain, release, level, st
         rl = bus[t, release : release + n]
         for i in range(n):
             g = gt[i] > 0.0
-            lv, st = _step(g, prev[i] != 0, level[i], stage[i], float(at[i]), float(dc[i]),
-                           min(max(float(su[i]), 0.0), 1.0), float(rl[i]), sr)
+            lv, st = _step(
+                g,
+                prev[i] != 0,
+                level[i],
+                stage[i],
+                float(at[i]),
+                float(dc[i]),
+                min(max(float(su[i]), 0.0), 1.0),
+                float(rl[i]),
+                sr,
+            )
             level[i] = lv
             stage[i] = st
             prev[i] = 1 if g else 0
@@ -79,8 +88,9 @@ def ar(a, b, sr, bus, n, out, gate, attack, release, level, stage, prev):
         rl = bus[t, release : release + n]
         for i in range(n):
             g = gt[i] > 0.0
-            lv, st = _step(g, prev[i] != 0, level[i], stage[i], float(at[i]), 0.0, 1.0,
-                           float(rl[i]), sr)
+            lv, st = _step(
+                g, prev[i] != 0, level[i], stage[i], float(at[i]), 0.0, 1.0, float(rl[i]), sr
+            )
             level[i] = lv
             stage[i] = st
             prev[i] = 1 if g else 0

@@ -31,7 +31,7 @@ from ._dsp import (
 
 @njit(**JIT)
 def sine(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     for t in range(a, b):
         o = bus[t, out : out + n]
@@ -46,7 +46,7 @@ def sine(a, b, sr, bus, n, out, freq, amp, phase, acc):
 
 @njit(**JIT)
 def saw(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     for t in range(a, b):
@@ -56,7 +56,9 @@ def saw(a, b, sr, bus, n, out, freq, amp, phase, acc):
         ph = bus[t, phase : phase + n]
         for i in range(n):
             dt = min(abs(fr[i] * inv), HALF)
-            y = turn(np.uint32(acc[i] + phase_offset(ph[i])))  # starts at 0, rising; jumps at y = 0.5
+            y = turn(
+                np.uint32(acc[i] + phase_offset(ph[i]))
+            )  # starts at 0, rising; jumps at y = 0.5
             o[i] = am[i] * (y + y - polyblep(y + HALF, dt))
             acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
@@ -72,7 +74,7 @@ def _pulse(t, w, dt):
 
 @njit(**JIT)
 def square(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     for t in range(a, b):
@@ -89,7 +91,7 @@ def square(a, b, sr, bus, n, out, freq, amp, phase, acc):
 
 @njit(**JIT)
 def pulse(a, b, sr, bus, n, out, freq, amp, phase, width, acc):
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     lo = np.float32(0.01)
@@ -109,7 +111,7 @@ def pulse(a, b, sr, bus, n, out, freq, amp, phase, width, acc):
 
 @njit(**JIT)
 def triangle(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     four = np.float32(4.0)
@@ -145,10 +147,21 @@ def white(a, b, sr, bus, n, out, amp, rng, poles):
 
 
 _K = (
-    np.float32(0.99886), np.float32(0.0555179), np.float32(0.99332), np.float32(0.0750759),
-    np.float32(0.96900), np.float32(0.1538520), np.float32(0.86650), np.float32(0.3104856),
-    np.float32(0.55000), np.float32(0.5329522), np.float32(-0.7616), np.float32(0.0168980),
-    np.float32(0.5362), np.float32(0.115926), np.float32(0.11),
+    np.float32(0.99886),
+    np.float32(0.0555179),
+    np.float32(0.99332),
+    np.float32(0.0750759),
+    np.float32(0.96900),
+    np.float32(0.1538520),
+    np.float32(0.86650),
+    np.float32(0.3104856),
+    np.float32(0.55000),
+    np.float32(0.5329522),
+    np.float32(-0.7616),
+    np.float32(0.0168980),
+    np.float32(0.5362),
+    np.float32(0.115926),
+    np.float32(0.11),
 )
 
 
@@ -184,7 +197,7 @@ def pink(a, b, sr, bus, n, out, amp, rng, poles):
 @njit(**JIT)
 def lfo(a, b, sr, bus, n, out, freq, amp, offset, phase, acc, shape, rng, held):
     # shape: 0 sine, 1 triangle, 2 saw, 3 square, 4 sample-and-hold
-    scale = np.float32(TWO32 / sr)
+    scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     four = np.float32(4.0)
     for t in range(a, b):

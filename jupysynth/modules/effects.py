@@ -69,7 +69,9 @@ class Delay(Module):
         super().__init__(*args, **kwargs)
         max_time = self._opts["max_time"]
         if not 0.0 < max_time <= 60.0:
-            raise ParamError(f"Delay max_time={max_time:g} s is out of range; use 0 < max_time <= 60")
+            raise ParamError(
+                f"Delay max_time={max_time:g} s is out of range; use 0 < max_time <= 60"
+            )
         time = self._values["time"]
         if isinstance(time, float) and time > max_time:
             raise ParamError(

@@ -13,8 +13,12 @@ from typing import Any
 import numpy as np
 
 
-def plot(samples: np.ndarray, samplerate: int = 48000, path: str | Path | None = None,
-         title: str | None = None) -> Any:
+def plot(
+    samples: np.ndarray,
+    samplerate: int = 48000,
+    path: str | Path | None = None,
+    title: str | None = None,
+) -> Any:
     """Draw the waveform (left channel, or the mono signal) above its spectrogram.
 
     Parameters
@@ -41,8 +45,9 @@ def plot(samples: np.ndarray, samplerate: int = 48000, path: str | Path | None =
     x = np.asarray(samples, dtype=np.float32)
     mono = x if x.ndim == 1 else x[:, 0]
     t = np.arange(mono.size) / samplerate
-    fig, (wave, spec) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
-                                     gridspec_kw={"height_ratios": [1, 2]})
+    fig, (wave, spec) = plt.subplots(
+        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [1, 2]}
+    )
     wave.plot(t, mono, linewidth=0.4, color="#1f5fa8")
     wave.set_ylabel("amplitude")
     wave.set_ylim(-1.05, 1.05)
@@ -50,8 +55,15 @@ def plot(samples: np.ndarray, samplerate: int = 48000, path: str | Path | None =
     if title:
         wave.set_title(title)
     nfft = 2048 if mono.size >= 4096 else max(64, 2 ** int(np.log2(max(mono.size, 2)) - 1))
-    spec.specgram(mono + 1e-12, NFFT=nfft, Fs=samplerate, noverlap=nfft * 3 // 4,
-                  cmap="magma", vmin=-140, scale="dB")
+    spec.specgram(
+        mono + 1e-12,
+        NFFT=nfft,
+        Fs=samplerate,
+        noverlap=nfft * 3 // 4,
+        cmap="magma",
+        vmin=-140,
+        scale="dB",
+    )
     spec.set_yscale("symlog", linthresh=200)
     spec.set_ylim(20, samplerate / 2)
     spec.set_ylabel("frequency (Hz)")

@@ -219,7 +219,9 @@ class Renderer:
 
     # -- control -------------------------------------------------------------------------
 
-    def set(self, node_id: int, name: str, value: float | tuple[int, int], ramp: bool = False) -> None:
+    def set(
+        self, node_id: int, name: str, value: float | tuple[int, int], ramp: bool = False
+    ) -> None:
         """Change a parameter now (``ramp``: glide to it across the next block).
 
         A number lands on the next frame rendered; connecting or disconnecting
@@ -457,8 +459,9 @@ def render(
     return result
 
 
-def write_wav(path: str | Path, samples: np.ndarray, samplerate: int = 48000,
-              format: str = "int16") -> Path:
+def write_wav(
+    path: str | Path, samples: np.ndarray, samplerate: int = 48000, format: str = "int16"
+) -> Path:
     """Write samples to a WAV file.
 
     Parameters
@@ -498,10 +501,20 @@ def write_wav(path: str | Path, samples: np.ndarray, samplerate: int = 48000,
         data = x.astype("<f4").tobytes()
         ch = x.shape[1]
         header = b"RIFF" + struct.pack("<I", 4 + 26 + 12 + 8 + len(data)) + b"WAVE"
-        fmt = struct.pack("<HHIIHHH", 3, ch, int(samplerate), int(samplerate) * 4 * ch, 4 * ch, 32, 0)
+        fmt = struct.pack(
+            "<HHIIHHH", 3, ch, int(samplerate), int(samplerate) * 4 * ch, 4 * ch, 32, 0
+        )
         fact = b"fact" + struct.pack("<II", 4, x.shape[0])
-        path.write_bytes(header + b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
-                         + b"data" + struct.pack("<I", len(data)) + data)
+        path.write_bytes(
+            header
+            + b"fmt "
+            + struct.pack("<I", len(fmt))
+            + fmt
+            + fact
+            + b"data"
+            + struct.pack("<I", len(data))
+            + data
+        )
     else:
         raise ParamError(f"format={format!r} is not supported; use 'int16' or 'float32'")
     return path
