@@ -189,6 +189,10 @@ class Module:
     port_names: ClassVar[tuple[str, ...]] = ("out",)
     kernel: ClassVar[str] = ""
     post_kernel: ClassVar[str] = ""
+    # a faster kernel with the same arguments, used while every instance of the
+    # group has these parameters set to numbers (not signals, not gliding)
+    fixed_kernel: ClassVar[str] = ""
+    fixed_params: ClassVar[tuple[str, ...]] = ()
     state: ClassVar[tuple[State, ...]] = ()
     options: ClassVar[dict[str, Any]] = {}
     breaks_cycles: ClassVar[bool] = False

@@ -51,11 +51,13 @@ class _Param:
 @dataclass
 class _Runtime:
     group: Group
-    fn: Any
+    fn: Any  # the kernel called this block
     post: Any
     params: list[_Param]
     state: list[np.ndarray]
     args: tuple
+    general: Any = None  # reads every parameter per sample
+    fixed: Any = None  # the module's fixed-parameter kernel, when its parameters allow
     gathers: list[_Param] = field(default_factory=list)
     ramps: list[_Param] = field(default_factory=list)
 
@@ -166,13 +168,21 @@ class Renderer:
                     np.asarray(rptr, dtype=np.int64),
                 )
             args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
+            general = kernels.load(g.kernel)
+            fixed = None
+            if g.cls.fixed_kernel and all(
+                g.bindings[name].kind == "const" for name in g.cls.fixed_params
+            ):
+                fixed = kernels.load(g.cls.fixed_kernel)
             rt = _Runtime(
                 g,
-                kernels.load(g.kernel),
+                fixed or general,
                 kernels.load(g.post_kernel) if g.post_kernel else None,
                 params,
                 state,
                 args,
+                general,
+                fixed,
             )
             rt.gathers = [p for p in params if p.binding.kind == "gather"]
             runtimes.append(rt)
@@ -291,6 +301,8 @@ class Renderer:
         for rt in ramps:
             for p in rt.ramps:
                 _RAMP(0, frames, self.bus, p.col, p.ramp_from, p.vals)
+                if p.name in rt.group.cls.fixed_params:
+                    rt.fn = rt.general  # the value glides: read it per sample
         a = 0
         ev = 0
         sr = self.samplerate
@@ -309,6 +321,7 @@ class Renderer:
                 p.ramp_from = None
                 _FILL(self.bus, p.col, p.vals)
             rt.ramps.clear()
+            rt.fn = rt.fixed or rt.general
         self.frame += frames
         return self.out[:frames]
 

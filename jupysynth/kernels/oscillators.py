@@ -29,38 +29,90 @@ from ._dsp import (
 )
 
 
-@njit(**JIT)
-def sine(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = TWO32 / sr
-    limit = np.float32(0.4999 * sr)
-    for t in range(a, b):
-        o = bus[t, out : out + n]
-        fr = bus[t, freq : freq + n]
-        am = bus[t, amp : amp + n]
-        ph = bus[t, phase : phase + n]
-        for i in range(n):
-            p = np.uint32(acc[i] + phase_offset(ph[i]))
-            o[i] = am[i] * sin_turn(turn(p))
-            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
-
-
-@njit(**JIT)
-def saw(a, b, sr, bus, n, out, freq, amp, phase, acc):
+@njit(inline="always", **JIT)
+def _hold(a, sr, bus, n, freq, phase, inc, pofs, dts):
+    """Per-instance step, phase offset and normalised frequency, for a span with fixed pitch."""
     scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
+    fr = bus[a, freq : freq + n]
+    ph = bus[a, phase : phase + n]
+    for i in range(n):
+        inc[i] = increment(fr[i], scale, limit)
+        pofs[i] = phase_offset(ph[i])
+        dts[i] = min(abs(fr[i] * inv), HALF)
+
+
+# Each oscillator has two entry points sharing one body: the general one reads
+# frequency and phase per sample (FM, PM); the "fixed" one, which the renderer
+# picks while both are numbers, converts them once per span.  Same output.
+
+
+@njit(inline="always", **JIT)
+def _sine(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, fixed):
+    scale = TWO32 / sr
+    limit = np.float32(0.4999 * sr)
+    if fixed:
+        _hold(a, sr, bus, n, freq, phase, inc, pofs, dts)
     for t in range(a, b):
         o = bus[t, out : out + n]
-        fr = bus[t, freq : freq + n]
         am = bus[t, amp : amp + n]
-        ph = bus[t, phase : phase + n]
-        for i in range(n):
-            dt = min(abs(fr[i] * inv), HALF)
-            y = turn(
-                np.uint32(acc[i] + phase_offset(ph[i]))
-            )  # starts at 0, rising; jumps at y = 0.5
-            o[i] = am[i] * (y + y - polyblep(y + HALF, dt))
-            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+        if fixed:
+            for i in range(n):
+                o[i] = am[i] * sin_turn(turn(np.uint32(acc[i] + pofs[i])))
+                acc[i] = np.uint32(acc[i] + inc[i])
+        else:
+            fr = bus[t, freq : freq + n]
+            ph = bus[t, phase : phase + n]
+            for i in range(n):
+                o[i] = am[i] * sin_turn(turn(np.uint32(acc[i] + phase_offset(ph[i]))))
+                acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+
+
+@njit(**JIT)
+def sine(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _sine(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, False)
+
+
+@njit(**JIT)
+def sine_fixed(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _sine(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, True)
+
+
+@njit(inline="always", **JIT)
+def _saw(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, fixed):
+    scale = TWO32 / sr
+    limit = np.float32(0.4999 * sr)
+    inv = np.float32(1.0 / sr)
+    if fixed:
+        _hold(a, sr, bus, n, freq, phase, inc, pofs, dts)
+    for t in range(a, b):
+        o = bus[t, out : out + n]
+        am = bus[t, amp : amp + n]
+        if fixed:
+            for i in range(n):
+                dt = dts[i]
+                y = turn(np.uint32(acc[i] + pofs[i]))  # 0 at the start, rising; jumps at 0.5
+                o[i] = am[i] * (y + y - polyblep(y + HALF, dt))
+                acc[i] = np.uint32(acc[i] + inc[i])
+        else:
+            fr = bus[t, freq : freq + n]
+            ph = bus[t, phase : phase + n]
+            for i in range(n):
+                dt = min(abs(fr[i] * inv), HALF)
+                y = turn(np.uint32(acc[i] + phase_offset(ph[i])))
+                o[i] = am[i] * (y + y - polyblep(y + HALF, dt))
+                acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+
+
+@njit(**JIT)
+def saw(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _saw(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, False)
+
+
+@njit(**JIT)
+def saw_fixed(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _saw(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, True)
 
 
 @njit(inline="always", **JIT)
@@ -72,66 +124,100 @@ def _pulse(t, w, dt):
     return v - polyblep(q, dt)
 
 
-@njit(**JIT)
-def square(a, b, sr, bus, n, out, freq, amp, phase, acc):
-    scale = TWO32 / sr
-    limit = np.float32(0.4999 * sr)
-    inv = np.float32(1.0 / sr)
-    for t in range(a, b):
-        o = bus[t, out : out + n]
-        fr = bus[t, freq : freq + n]
-        am = bus[t, amp : amp + n]
-        ph = bus[t, phase : phase + n]
-        for i in range(n):
-            dt = min(abs(fr[i] * inv), HALF)
-            u = unit_turn(np.uint32(acc[i] + phase_offset(ph[i])))
-            o[i] = am[i] * _pulse(u, HALF, dt)
-            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
-
-
-@njit(**JIT)
-def pulse(a, b, sr, bus, n, out, freq, amp, phase, width, acc):
+@njit(inline="always", **JIT)
+def _pulses(a, b, sr, bus, n, out, freq, amp, phase, width, acc, inc, pofs, dts, fixed):
+    # width < 0 means a square (no width parameter column)
     scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     lo = np.float32(0.01)
     hi = np.float32(0.99)
+    if fixed:
+        _hold(a, sr, bus, n, freq, phase, inc, pofs, dts)
     for t in range(a, b):
         o = bus[t, out : out + n]
-        fr = bus[t, freq : freq + n]
         am = bus[t, amp : amp + n]
-        ph = bus[t, phase : phase + n]
-        wd = bus[t, width : width + n]
-        for i in range(n):
-            dt = min(abs(fr[i] * inv), HALF)
-            u = unit_turn(np.uint32(acc[i] + phase_offset(ph[i])))
-            o[i] = am[i] * _pulse(u, min(max(wd[i], lo), hi), dt)
-            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+        wd = bus[t, width : width + n] if width >= 0 else am
+        if fixed:
+            for i in range(n):
+                w = min(max(wd[i], lo), hi) if width >= 0 else HALF
+                u = unit_turn(np.uint32(acc[i] + pofs[i]))
+                o[i] = am[i] * _pulse(u, w, dts[i])
+                acc[i] = np.uint32(acc[i] + inc[i])
+        else:
+            fr = bus[t, freq : freq + n]
+            ph = bus[t, phase : phase + n]
+            for i in range(n):
+                dt = min(abs(fr[i] * inv), HALF)
+                w = min(max(wd[i], lo), hi) if width >= 0 else HALF
+                u = unit_turn(np.uint32(acc[i] + phase_offset(ph[i])))
+                o[i] = am[i] * _pulse(u, w, dt)
+                acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
 
 
 @njit(**JIT)
-def triangle(a, b, sr, bus, n, out, freq, amp, phase, acc):
+def square(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _pulses(a, b, sr, bus, n, out, freq, amp, phase, -1, acc, inc, pofs, dts, False)
+
+
+@njit(**JIT)
+def square_fixed(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _pulses(a, b, sr, bus, n, out, freq, amp, phase, -1, acc, inc, pofs, dts, True)
+
+
+@njit(**JIT)
+def pulse(a, b, sr, bus, n, out, freq, amp, phase, width, acc, inc, pofs, dts):
+    _pulses(a, b, sr, bus, n, out, freq, amp, phase, width, acc, inc, pofs, dts, False)
+
+
+@njit(**JIT)
+def pulse_fixed(a, b, sr, bus, n, out, freq, amp, phase, width, acc, inc, pofs, dts):
+    _pulses(a, b, sr, bus, n, out, freq, amp, phase, width, acc, inc, pofs, dts, True)
+
+
+@njit(inline="always", **JIT)
+def _triangle(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, fixed):
     scale = TWO32 / sr
     limit = np.float32(0.4999 * sr)
     inv = np.float32(1.0 / sr)
     four = np.float32(4.0)
     eight = np.float32(8.0)
+    if fixed:
+        _hold(a, sr, bus, n, freq, phase, inc, pofs, dts)
     for t in range(a, b):
         o = bus[t, out : out + n]
-        fr = bus[t, freq : freq + n]
         am = bus[t, amp : amp + n]
+        fr = bus[t, freq : freq + n]
         ph = bus[t, phase : phase + n]
         for i in range(n):
-            dt = min(abs(fr[i] * inv), HALF)
-            # q: a quarter cycle ahead, so the trough is at q=0 and the peak at q=0.5
-            q0 = np.uint32(np.uint32(acc[i] + phase_offset(ph[i])) + QUARTER_TURN)
+            if fixed:
+                dt = dts[i]
+                p = np.uint32(acc[i] + pofs[i])
+            else:
+                dt = min(abs(fr[i] * inv), HALF)
+                p = np.uint32(acc[i] + phase_offset(ph[i]))
+            # a quarter cycle ahead, so the trough is at q=0 and the peak at q=0.5
+            q0 = np.uint32(p + QUARTER_TURN)
             q = unit_turn(q0)
             h = unit_turn(np.uint32(q0 + HALF_TURN))
             v = F1 - four * abs(q - HALF)
             # the slope turns by +8 per cycle at the trough and by -8 at the peak
             v += eight * dt * (polyblamp(q, dt) - polyblamp(h, dt))
             o[i] = am[i] * v
-            acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+            if fixed:
+                acc[i] = np.uint32(acc[i] + inc[i])
+            else:
+                acc[i] = np.uint32(acc[i] + increment(fr[i], scale, limit))
+
+
+@njit(**JIT)
+def triangle(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _triangle(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, False)
+
+
+@njit(**JIT)
+def triangle_fixed(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts):
+    _triangle(a, b, sr, bus, n, out, freq, amp, phase, acc, inc, pofs, dts, True)
 
 
 @njit(**JIT)

@@ -14,6 +14,9 @@ FREQ = Param("freq", 440.0, 0.0, 100000.0, "Hz", "log", "frequency")
 AMP = Param("amp", 1.0, -1e6, 1e6, "", "lin", "peak amplitude")
 PHASE = Param("phase", 0.0, 0.0, 1.0, "cycles", "lin", "phase offset (modulate it for PM)")
 ACC = State("acc", "u4")
+# scratch for the fixed-pitch kernels: step, phase offset, normalised frequency
+PITCH = (ACC, State("inc", "u4"), State("pofs", "u4"), State("dts", "f4"))
+FIXED = ("freq", "phase")
 
 _LFO_SHAPES = ("sine", "triangle", "saw", "square", "sh")
 
@@ -34,8 +37,10 @@ class Sine(Module):
 
     params = (FREQ, AMP, PHASE)
     positional = ("freq", "amp")
-    state = (ACC,)
+    state = PITCH
     kernel = "oscillators.sine"
+    fixed_kernel = "oscillators.sine_fixed"
+    fixed_params = FIXED
 
 
 class Saw(Module):
@@ -47,8 +52,10 @@ class Saw(Module):
 
     params = (FREQ, AMP, PHASE)
     positional = ("freq", "amp")
-    state = (ACC,)
+    state = PITCH
     kernel = "oscillators.saw"
+    fixed_kernel = "oscillators.saw_fixed"
+    fixed_params = FIXED
 
 
 class Square(Module):
@@ -60,8 +67,10 @@ class Square(Module):
 
     params = (FREQ, AMP, PHASE)
     positional = ("freq", "amp")
-    state = (ACC,)
+    state = PITCH
     kernel = "oscillators.square"
+    fixed_kernel = "oscillators.square_fixed"
+    fixed_params = FIXED
 
 
 class Triangle(Module):
@@ -73,8 +82,10 @@ class Triangle(Module):
 
     params = (FREQ, AMP, PHASE)
     positional = ("freq", "amp")
-    state = (ACC,)
+    state = PITCH
     kernel = "oscillators.triangle"
+    fixed_kernel = "oscillators.triangle_fixed"
+    fixed_params = FIXED
 
 
 class Pulse(Module):
@@ -86,8 +97,10 @@ class Pulse(Module):
 
     params = (FREQ, AMP, PHASE, Param("width", 0.5, 0.01, 0.99, "", "lin", "duty cycle"))
     positional = ("freq", "amp")
-    state = (ACC,)
+    state = PITCH
     kernel = "oscillators.pulse"
+    fixed_kernel = "oscillators.pulse_fixed"
+    fixed_params = FIXED
 
 
 class Noise(Module):

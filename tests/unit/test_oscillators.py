@@ -134,3 +134,15 @@ def test_frequency_modulation_per_sample():
     )  # sample n plays the phase before its step
     # float32 signals: the summed frequency carries ~3e-5 Hz of rounding per sample
     assert np.abs(x - np.sin(2 * np.pi * phase)).max() < 2e-3
+
+
+@pytest.mark.parametrize(
+    "cls", [js.Sine, js.Saw, js.Square, js.Triangle, js.Pulse], ids=lambda c: c.__name__
+)
+def test_fixed_pitch_kernel_sounds_exactly_like_the_general_one(cls):
+    # numbers pick the fixed-pitch kernel; the same numbers as signals pick the general one
+    fixed = cls(freq=1234.5, phase=0.3, amp=0.7)
+    general = cls(
+        freq=js.LFO(freq=0, amp=0, offset=1234.5), phase=js.LFO(freq=0, amp=0, offset=0.3), amp=0.7
+    )
+    np.testing.assert_array_equal(js.render(fixed, 0.1), js.render(general, 0.1))
