@@ -1,0 +1,292 @@
+"""The OSC address space of the jupysynth engine: every address, its arguments, its replies.
+
+This file is the single source of truth: the engine's server checks incoming
+messages against :data:`ADDRESSES`, the kernel-side client encodes its
+messages from it, and ``docs/osc.md`` mirrors the table below.  Any OSC
+client can play the synth with these messages (``oscsend``, a phone app,
+another program).
+
+Messages to the engine (UDP, ``127.0.0.1`` by default)
+------------------------------------------------------
+
+======================================================  =================================
+message                                                 effect
+======================================================  =================================
+``/module/new <id:i> <type:s> [<spec_json:s>]``         create a module
+``/module/free <id:i>``                                 delete a module nothing reads
+``/param/set <id:i> <name:s> <value:f>``                set a parameter to a number
+``/param/connect <id:i> <name:s> <src_id:i> <port:i>``  drive a parameter by a signal
+``/mix/inputs <id:i> [<src_id:i> <port:i>]...``         replace a Mix's inputs
+``/out/add <id:i> [<port:i>]``                          send a module to the output
+``/out/remove <id:i>``                                  take it off the output
+``/panic``                                              silence: remove everything
+``/sync <token:i>``                                     reply once all before it applied
+``/status``                                             reply with the engine's state
+``/ping [any...]``                                      reply ``/pong`` with the same
+======================================================  =================================
+
+Replies (sent to the address and port the message came from)
+------------------------------------------------------------
+
+======================================================  =================================
+reply                                                   sent after
+======================================================  =================================
+``/error <address:s> <message:s>``                      any rejected message
+``/pong [any...]``                                      ``/ping``, with its arguments
+``/synced <token:i>``                                   ``/sync``
+``/status/reply``                                       ``/status``: :data:`STATUS_FIELDS`
+======================================================  =================================
+
+Timing
+------
+A message in a bundle whose time tag is in the future applies at the exact
+sample that time maps to on the engine's clock (frame ``F`` plays at
+``t0 + F / samplerate``, ``t0`` from ``/status``).  A message sent alone, or
+in a bundle tagged "immediately", applies at the start of the next block;
+``/param/set`` then glides to the new value across that block, so a knob
+turned by hand makes no zipper noise.  A tag already in the past applies at
+the next block, without a glide, and counts as ``late`` in ``/status``.
+
+Module specs
+------------
+``spec_json`` of ``/module/new`` is a JSON object with optional keys
+``values`` (parameter name to a number, or to ``[src_id, port]`` for a
+signal), ``options`` (construction options, e.g. ``{"shape": "square"}``),
+``inputs`` (a Mix's ``[[src_id, port], ...]``) and ``name``.  Omitted
+parameters take their defaults.  ``type`` is a module class name (``Sine``,
+``LowPass``, ``Mix``...); ids are chosen by the client.
+
+Examples
+--------
+>>> from jupysynth.control.address import ADDRESSES, check_args
+>>> ADDRESSES["/param/set"].signature()
+'/param/set <id:i> <name:s> <value:f>'
+>>> check_args("/param/set", [3, "freq", 440])
+(3, 'freq', 440.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ADDRESSES",
+    "REPLIES",
+    "STATUS_FIELDS",
+    "Address",
+    "Arg",
+    "OscArgError",
+    "check_args",
+    "type_of",
+]
+
+
+class OscArgError(ValueError):
+    """A message's address or arguments do not match :data:`ADDRESSES`."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its name and OSC type tag (``i`` int32, ``f`` float32, ``s`` string)."""
+
+    name: str
+    type: str
+
+    def __str__(self) -> str:
+        return f"<{self.name}:{self.type}>"
+
+
+@dataclass(frozen=True)
+class Address:
+    """An OSC address and the arguments it takes.
+
+    ``args`` are required, ``optional`` may follow (in order), ``repeat`` is a
+    group that may follow any number of times (``/mix/inputs``);
+    ``any_args`` accepts anything (``/ping``).  ``timed`` says whether the
+    message goes through the engine's clock (applied at a block or a tagged
+    sample) or is answered as soon as it arrives.
+    """
+
+    path: str
+    doc: str
+    args: tuple[Arg, ...] = ()
+    optional: tuple[Arg, ...] = ()
+    repeat: tuple[Arg, ...] = ()
+    any_args: bool = False
+    timed: bool = True
+
+    def signature(self) -> str:
+        """The address with its arguments, as in the docs: ``/out/add <id:i> [<port:i>]``."""
+        parts = [self.path, *map(str, self.args)]
+        parts += [f"[{a}]" for a in self.optional]
+        if self.repeat:
+            parts.append("[" + " ".join(map(str, self.repeat)) + "]...")
+        if self.any_args:
+            parts.append("[any...]")
+        return " ".join(parts)
+
+
+def _a(*spec: str) -> tuple[Arg, ...]:
+    return tuple(Arg(*s.split(":")) for s in spec)
+
+
+ADDRESSES: dict[str, Address] = {
+    a.path: a
+    for a in (
+        Address(
+            "/module/new",
+            "create module `id` of `type` from an optional JSON spec",
+            _a("id:i", "type:s"),
+            optional=_a("spec_json:s"),
+        ),
+        Address(
+            "/module/free",
+            "delete a module no other module reads (leaves the output too)",
+            _a("id:i"),
+        ),
+        Address(
+            "/param/set",
+            "set a parameter to a number (disconnects a signal)",
+            _a("id:i", "name:s", "value:f"),
+        ),
+        Address(
+            "/param/connect",
+            "drive a parameter by output `port` of module `src_id`",
+            _a("id:i", "name:s", "src_id:i", "port:i"),
+        ),
+        Address(
+            "/mix/inputs",
+            "replace the inputs of Mix `id` by (src_id, port) pairs",
+            _a("id:i"),
+            repeat=_a("src_id:i", "port:i"),
+        ),
+        Address(
+            "/out/add",
+            "add a module (every channel, or one port) to the stereo output",
+            _a("id:i"),
+            optional=_a("port:i"),
+        ),
+        Address("/out/remove", "take every channel of a module off the output", _a("id:i")),
+        Address(
+            "/panic",
+            "fade out over the rest of the block, then remove every module, "
+            "output and scheduled message",
+        ),
+        Address(
+            "/sync", "reply /synced once every message received before it is applied", _a("token:i")
+        ),
+        Address("/status", "reply /status/reply with the engine's state", timed=False),
+        Address("/ping", "reply /pong with the same arguments", any_args=True, timed=False),
+    )
+}
+
+REPLIES: dict[str, Address] = {
+    a.path: a
+    for a in (
+        Address(
+            "/error",
+            "a message was rejected: the address it came to and why",
+            _a("address:s", "message:s"),
+        ),
+        Address("/pong", "the arguments of the /ping", any_args=True),
+        Address("/synced", "every message received before /sync has been applied", _a("token:i")),
+        Address("/status/reply", "the engine's state, one argument per STATUS_FIELDS entry"),
+    )
+}
+
+#: ``/status/reply`` arguments, in order: (name, OSC type, meaning).
+STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("running", "i", "1 while the block loop runs"),
+    ("headless", "i", "1 when there is no audio device: clocked by time, no sound"),
+    ("samplerate", "i", "frames per second"),
+    ("blocksize", "i", "frames per rendered block"),
+    ("frame", "h", "frames rendered so far (the next block starts here)"),
+    ("t0", "d", "Unix time at which frame 0 plays: frame F plays at t0 + F / samplerate"),
+    ("latency", "f", "seconds from rendering a frame to the device output"),
+    ("dsp_load", "f", "render time / block duration, smoothed over about a second"),
+    ("dsp_peak", "f", "largest render time / block duration since the last /status"),
+    ("xruns", "i", "blocks the engine was late for (the ring buffer ran dry)"),
+    ("device_underflows", "i", "output underflows PortAudio reported"),
+    ("late", "i", "time-tagged messages that arrived after their time"),
+    ("workers", "i", "worker processes rendering (0: the engine renders itself)"),
+    ("modules", "i", "modules in the engine"),
+    ("outputs", "i", "output channels summed to the device"),
+    ("messages", "h", "OSC messages received"),
+    ("errors", "h", "messages rejected with /error"),
+    ("device", "s", "the output device's name ('' when headless)"),
+    ("faults", "s", "JSON {id: message} of muted modules"),
+)
+
+
+def type_of(value: object) -> str:
+    """The OSC type tag python-osc's parser produced ``value`` from."""
+    if value is None:
+        return "N"
+    if value is True:
+        return "T"
+    if value is False:
+        return "F"
+    if isinstance(value, int):
+        return "i"
+    if isinstance(value, float):
+        return "f"
+    if isinstance(value, str):
+        return "s"
+    if isinstance(value, (bytes, bytearray)):
+        return "b"
+    return "?"
+
+
+def _coerce(path: str, arg: Arg, value: object) -> object:
+    t = type_of(value)
+    if arg.type == "i" and t == "i":
+        if not -(2**63) <= value < 2**63:  # type: ignore[operator]
+            raise OscArgError(f"{path}: {arg.name}={value} does not fit an integer")
+        return value
+    if arg.type == "f" and t in "if":
+        return float(value)  # type: ignore[arg-type]
+    if arg.type == "s" and t == "s":
+        return value
+    raise OscArgError(
+        f"{path}: argument {arg.name} must be of type {arg.type!r} "
+        f"({_TYPE_NAMES[arg.type]}), got {t!r} {value!r}"
+    )
+
+
+_TYPE_NAMES = {"i": "an integer", "f": "a number", "s": "a string"}
+
+
+def check_args(path: str, params: list[object]) -> tuple[object, ...]:
+    """Check a message's arguments against its address; return them typed.
+
+    Integers are accepted where a float is expected (``oscsend ... i 440``);
+    nothing else is converted.
+
+    Raises
+    ------
+    OscArgError
+        With a message naming the address, its signature and what was wrong.
+    """
+    spec = ADDRESSES.get(path)
+    if spec is None:
+        raise OscArgError(
+            f"unknown address {path!r}; the engine answers " + ", ".join(sorted(ADDRESSES))
+        )
+    if spec.any_args:
+        return tuple(params)
+    n_req, n_opt = len(spec.args), len(spec.optional)
+    extra = len(params) - n_req
+    ok = extra >= 0 and (extra <= n_opt if not spec.repeat else extra % len(spec.repeat) == 0)
+    if not ok:
+        got = " ".join(type_of(p) for p in params) or "none"
+        raise OscArgError(f"{path} takes {spec.signature()}; got {len(params)} argument(s) ({got})")
+    out = []
+    for k, value in enumerate(params):
+        if k < n_req:
+            arg = spec.args[k]
+        elif spec.repeat:
+            arg = spec.repeat[(k - n_req) % len(spec.repeat)]
+        else:
+            arg = spec.optional[k - n_req]
+        out.append(_coerce(path, arg, value))
+    return tuple(out)

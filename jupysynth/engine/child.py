@@ -1,0 +1,288 @@
+"""The engine process: ``python -m jupysynth.engine.child <fd> <config-json>``.
+
+Started by :class:`jupysynth.engine.Engine`, never by hand.  It loads the
+kernels, opens the device, starts the OSC server, says ``ready`` on the
+lifecycle pipe and runs the block loop in its main thread until told to stop.
+
+It dies with its parent, however the parent dies: ``PR_SET_PDEATHSIG``
+delivers SIGTERM when the parent goes (even on SIGKILL), and the lifecycle
+pipe reads end-of-file, which stops the loop too; a watchdog ends the process
+if an orderly stop takes longer than a few seconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+__all__ = ["main"]
+
+log = logging.getLogger("jupysynth.engine")
+
+_PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+_EXIT_GRACE = 3.0  # seconds an orderly stop may take before the process ends itself
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies; exit now if it already has."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed; relying on the lifecycle pipe alone")
+    # the parent may have died before prctl: the signal would then never come
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _watchdog(reason: str) -> None:
+    def bail() -> None:
+        time.sleep(_EXIT_GRACE)
+        log.warning("engine did not stop within %.0f s after %s; exiting", _EXIT_GRACE, reason)
+        os._exit(0)
+
+    threading.Thread(target=bail, name="jupysynth-watchdog", daemon=True).start()
+
+
+def _warm_every_kernel(samplerate: int, blocksize: int) -> None:
+    """Call every module kernel once with its parameters driven by signals.
+
+    :func:`jupysynth.warmup.warmup` loads the kernels a typical patch uses;
+    a parameter connected later switches a group to its general kernel, whose
+    first call would otherwise load machine code (milliseconds) inside a block.
+    """
+    from ..graph import Mix, MulAdd, module_types
+    from ..modules import Sine
+    from ..renderer import render
+
+    voices = []
+    for cls in module_types().values():
+        if cls is Mix:
+            continue
+        kwargs = {p.name: MulAdd(Sine(freq=1.0), 0.0, p.default) for p in cls.params if p.signal}
+        voices.append(cls(**kwargs))
+    ports = [v if v.channels == 1 else v.left for v in voices]
+    render(
+        Mix(*ports, amp=MulAdd(Sine(freq=1.0), 0.0, 0.0)),
+        blocksize / samplerate,
+        samplerate,
+        blocksize,
+    )
+
+
+class ChildEngine:
+    """Everything the engine process runs: core, driver, OSC server, lifecycle pipe."""
+
+    def __init__(self, cfg: dict[str, Any], conn: Connection, stop: threading.Event) -> None:
+        from ..control.address import STATUS_FIELDS
+        from ..control.server import OscServer
+        from ..errors import EngineError
+        from ..warmup import warmup
+        from .core import EngineCore
+        from .drivers import open_driver
+
+        self.cfg = cfg
+        self.conn = conn
+        self.stop = stop
+        self._send_lock = threading.Lock()
+        self._status_types = "".join(t for _, t, _ in STATUS_FIELDS)
+        t = time.perf_counter()
+        warmup()
+        _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
+        self.warmup_seconds = time.perf_counter() - t
+        try:
+            self.server = OscServer(self._submit, self._status, cfg["host"], cfg["port"])
+        except OSError as exc:
+            raise EngineError(exc.strerror or str(exc)) from None
+        try:
+            self.core = EngineCore(
+                cfg["samplerate"], cfg["blocksize"], 0, self.server.error, self.server.reply
+            )
+            self.driver = open_driver(
+                self.core,
+                cfg["device"],
+                cfg["device_blocksize"],
+                cfg["lead_blocks"],
+                cfg["headless"],
+            )
+        except BaseException:
+            self.server.close()
+            raise
+        self.running = False
+
+    # -- OSC hooks (server thread) ---------------------------------------------------------
+
+    def _submit(self, timetag: int | None, address: str, args: tuple, sender: Any) -> None:
+        self.core.submit(timetag, address, args, sender)
+
+    def _status(self) -> tuple[tuple, str]:
+        from ..control.packets import unix_from_ntp
+
+        core, driver = self.core, self.driver
+        faults = {str(i): m for i, m in core.faults().items() if i in core.table.nodes}
+        values = (
+            int(self.running),
+            int(driver.headless),
+            core.samplerate,
+            core.blocksize,
+            core.frame,
+            unix_from_ntp(core.t0_ntp),
+            driver.latency,
+            driver.dsp_load,
+            driver.take_peak(),
+            driver.xruns,
+            driver.device_underflows,
+            core.late,
+            0,
+            len(core.table.nodes),
+            len(core.table.outputs),
+            self.server.messages,
+            self.server.errors,
+            driver.device_name,
+            json.dumps(faults),
+        )
+        return values, self._status_types
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        from ..control.packets import ntp_from_unix
+
+        core, driver = self.core, self.driver
+        t0 = driver.start()
+        core.t0_ntp = ntp_from_unix(t0)
+        self.server.start()
+        self.running = True
+        jack = driver.jack_client_name() if hasattr(driver, "jack_client_name") else None
+        self._send(
+            (
+                "ready",
+                {
+                    "pid": os.getpid(),
+                    "host": self.server.host,
+                    "port": self.server.port,
+                    "samplerate": core.samplerate,
+                    "blocksize": core.blocksize,
+                    "headless": driver.headless,
+                    "device": driver.device_name,
+                    "latency": driver.latency,
+                    "t0": t0,
+                    "jack_client": jack,
+                    "warmup_seconds": self.warmup_seconds,
+                },
+            )
+        )
+        threading.Thread(target=self._pipe, name="jupysynth-lifecycle", daemon=True).start()
+        # nothing allocated so far is garbage: keep the collector off it for good
+        gc.collect()
+        gc.freeze()
+        try:
+            driver.run(self.stop)
+        finally:
+            self.running = False
+            self.server.close()
+            driver.close()
+
+    def _send(self, msg: tuple) -> None:
+        with self._send_lock:
+            self.conn.send(msg)
+
+    def _pipe(self) -> None:
+        while not self.stop.is_set():
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                log.info("parent gone: stopping the engine")
+                self.stop.set()
+                _watchdog("the parent died")
+                return
+            if msg[0] == "stop":
+                self.stop.set()
+                _watchdog("stop")
+                return
+            if msg[0] == "record":
+                threading.Thread(
+                    target=self._record, args=msg[1:], name="jupysynth-record", daemon=True
+                ).start()
+
+    def _record(self, req: int, at: float | None, frames: int) -> None:
+        from ..control.packets import ntp_from_unix
+        from .core import RecordJob
+
+        core = self.core
+        start = None if at is None else core.frame_of(ntp_from_unix(at))
+        job = RecordJob(start, frames)
+        core.record(job)
+        wait = frames / core.samplerate + 10.0
+        if start is not None:
+            wait += max(0.0, (start - core.frame) / core.samplerate)
+        if not job.done.wait(wait):
+            job.error = f"the recording did not finish within {wait:.1f} s"
+        try:
+            if job.error is not None:
+                self._send(("recorded", req, None, job.error))
+            else:
+                self._send(("recorded", req, job.buf, job.start))
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the engine process (see the module docstring)."""
+    argv = sys.argv if argv is None else argv
+    fd, cfg = int(argv[1]), json.loads(argv[2])
+    _die_with_parent(cfg["parent_pid"])
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="jupysynth engine: %(message)s"
+    )
+    # Ctrl-C in the terminal is for the parent, which stops the engine in order
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        stop.set()
+        _watchdog("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_term)
+    # the OSC thread must never hold the GIL for long while a block is due
+    sys.setswitchinterval(0.0005)
+    conn = Connection(fd)
+    try:
+        engine = ChildEngine(cfg, conn, stop)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        from ..errors import JupysynthError
+
+        detail = str(exc) if isinstance(exc, JupysynthError) else traceback.format_exc()
+        try:
+            conn.send(("error", detail))
+        except OSError:
+            pass
+        return 1
+    try:
+        engine.run()
+    except Exception:  # noqa: BLE001
+        log.error("engine failed:\n%s", traceback.format_exc())
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+        return 1
+    try:
+        engine._send(("stopped", {}))
+    except OSError:
+        pass
+    conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""The engine's block clock: OSC messages in, one rendered block out, on time.
+
+:class:`EngineCore` owns the patch table, the :class:`~jupysynth.render.Renderer`,
+the frame counter and the queue of scheduled messages.  The OSC thread calls
+:meth:`EngineCore.submit`; the audio driver calls :meth:`EngineCore.render_block`
+once per block and never waits on anything else.  Messages apply where they
+belong on the frame clock:
+
+- untagged: at the start of the next block, a ``/param/set`` gliding across it;
+- time-tagged: at the exact frame ``round((tag - t0) * samplerate)``, by
+  passing it to the renderer as an in-block event, or, for a change of the
+  graph (a new output, a connection), by splitting the block at that frame;
+- tagged in the past: at the next block, counted in ``late``.
+
+So a patch and a list of tagged changes render live exactly as
+:func:`jupysynth.render` renders them offline.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineError, JupysynthError
+from ..renderer import Renderer
+from .patch import PatchTable
+
+__all__ = ["EngineCore", "RecordJob"]
+
+log = logging.getLogger("jupysynth.engine")
+
+#: How far ahead a time tag may be: beyond this it is a mistake (a wrong clock).
+MAX_AHEAD_SECONDS = 3600.0
+#: Scheduled messages waiting; a flood beyond this is refused, not stored.
+MAX_PENDING = 100_000
+
+Sender = tuple[str, int]
+# (frame or None for untagged, sequence number, address, args, sender)
+Op = tuple[Any, int, str, tuple, Sender]
+
+
+@dataclass
+class RecordJob:
+    """A recording of ``frames`` frames from ``start`` (None: the next block)."""
+
+    start: int | None
+    frames: int
+    buf: np.ndarray = field(init=False)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        # allocated by the caller's thread, never by the block loop
+        self.buf = np.zeros((self.frames, 2), dtype=np.float32)
+
+
+class EngineCore:
+    """Patch, renderer and scheduled messages, advanced one block at a time.
+
+    Parameters
+    ----------
+    samplerate : int
+        Frames per second.
+    blocksize : int
+        Frames per block.
+    t0_ntp : int
+        64-bit NTP time of frame 0 (see :meth:`frame_of`).
+    error : callable
+        ``error(sender, address, message)``: reply ``/error`` and log.
+    reply : callable
+        ``reply(sender, address, args, types)``: any other reply (``/synced``).
+    """
+
+    def __init__(
+        self,
+        samplerate: int,
+        blocksize: int,
+        t0_ntp: int,
+        error: Callable[[Sender | None, str, str], None],
+        reply: Callable[[Sender, str, tuple, str], None],
+    ) -> None:
+        self.samplerate = int(samplerate)
+        self.blocksize = int(blocksize)
+        self.t0_ntp = int(t0_ntp)
+        self.frame = 0
+        self.table = PatchTable()
+        self.renderer = Renderer({}, [], self.samplerate, self.blocksize)
+        self.late = 0
+        self._error = error
+        self._reply = reply
+        self._seq = itertools.count()
+        self._inbox: deque[Op] = deque()
+        self._now: list[Op] = []  # untagged or late, for the next block
+        self._heap: list[tuple[int, int, Op]] = []
+        self._carry: list[Op] = []  # due this block but after a /panic: next block
+        self._records: deque[RecordJob] = deque()
+        self._recording: list[RecordJob] = []
+        self._playing = False  # any module to render
+        self._zeros = np.zeros((self.blocksize, 2), dtype=np.float32)
+        self.wake = threading.Event()  # set on every submit: an idle clock may sleep on it
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def frame_of(self, ntp: int) -> int:
+        """The frame a 64-bit NTP time tag falls on (exact integer arithmetic)."""
+        return ((ntp - self.t0_ntp) * self.samplerate + (1 << 31)) >> 32
+
+    # -- input (OSC thread) ------------------------------------------------------------------
+
+    def submit(self, timetag: int | None, address: str, args: tuple, sender: Sender) -> None:
+        """Queue a checked message; called from the OSC thread.
+
+        Raises
+        ------
+        EngineError
+            For a time tag too far ahead or a full queue (the sender gets ``/error``).
+        """
+        frame = None
+        if timetag is not None:
+            frame = self.frame_of(timetag)
+            ahead = (frame - self.frame) / self.samplerate
+            if ahead > MAX_AHEAD_SECONDS:
+                raise EngineError(
+                    f"time tag is {ahead:.0f} s ahead of the engine's clock (at most "
+                    f"{MAX_AHEAD_SECONDS:.0f} s); tag bundles with Unix time, "
+                    "e.g. time.time() + 0.1"
+                )
+        if len(self._inbox) + len(self._heap) >= MAX_PENDING:
+            raise EngineError(f"{MAX_PENDING} messages are already waiting; slow down or /panic")
+        self._inbox.append((frame, next(self._seq), address, args, sender))
+        self.wake.set()
+
+    def record(self, job: RecordJob) -> None:
+        """Start filling ``job`` (from any thread); ``job.done`` is set when full."""
+        self._records.append(job)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def playing(self) -> bool:
+        """True when there is any module to render."""
+        return self._playing
+
+    def pending(self) -> bool:
+        """True when a message waits to be applied at or before the next block."""
+        return bool(self._inbox or self._now or self._carry or self._records)
+
+    def next_scheduled(self) -> int | None:
+        """Frame of the earliest time-tagged message waiting, if any."""
+        return self._heap[0][0] if self._heap else None
+
+    def skip(self, frames: int) -> None:
+        """Advance the clock without rendering (an idle clock catching up with time).
+
+        Only valid while nothing plays and nothing is due before ``frame + frames``;
+        recordings get silence, which their zeroed buffers already hold.
+        """
+        end = self.frame + frames
+        for job in self._recording:
+            if job.start + job.frames <= end:
+                job.done.set()
+        self._recording = [j for j in self._recording if not j.done.is_set()]
+        self.frame = end
+
+    # -- the block ---------------------------------------------------------------------------
+
+    def render_block(self, dst: np.ndarray) -> None:
+        """Apply what is due and render the next block into ``dst`` (``(blocksize, 2)`` float32).
+
+        Never raises: a failure is logged, the block is silent and the clock moves on.
+        """
+        start = self.frame
+        end = start + self.blocksize
+        try:
+            if self._inbox:
+                self._drain(start)
+            if self._records:
+                self._start_records(start)
+            if self._now or self._carry or (self._heap and self._heap[0][0] < end):
+                self._render_with_ops(dst, start, end)
+            elif self._playing:
+                np.copyto(dst, self.renderer.process(self.blocksize))
+            else:
+                np.copyto(dst, self._zeros)
+        except Exception:  # noqa: BLE001 - the clock must go on whatever breaks
+            log.error("engine block at frame %d failed:\n%s", start, traceback.format_exc())
+            dst.fill(0.0)
+        self.frame = end
+        if self._recording:
+            self._capture(dst, start, end)
+
+    def _drain(self, start: int) -> None:
+        inbox = self._inbox
+        while inbox:
+            op = inbox.popleft()
+            frame = op[0]
+            if frame is None:
+                self._now.append(op)
+            elif frame < start:
+                self.late += 1
+                self._now.append(op)
+            else:
+                heapq.heappush(self._heap, (frame, op[1], op))
+
+    def _due(self, start: int, end: int) -> list[tuple[int, int, Op, bool]]:
+        """(offset, seq, op, ramp) of everything to apply in this block, in order."""
+        ops = [(0, op[1], op, False) for op in self._carry]
+        self._carry = []
+        ops += [(0, op[1], op, op[0] is None) for op in self._now]
+        self._now = []
+        heap = self._heap
+        while heap and heap[0][0] < end:
+            frame, seq, op = heapq.heappop(heap)
+            ops.append((frame - start, seq, op, False))
+        ops.sort(key=lambda o: (o[0], o[1]))
+        return ops
+
+    def _render_with_ops(self, dst: np.ndarray, start: int, end: int) -> None:
+        ops = self._due(start, end)
+        n = len(ops)
+        bs = self.blocksize
+        pos = 0
+        i = 0
+        while True:
+            # 1. everything at this frame, graph changes included, in arrival order
+            rebuild: list[Sender] = []
+            while i < n and ops[i][0] <= pos:
+                _, _, op, ramp = ops[i]
+                i += 1
+                if op[2] == "/panic":
+                    self._panic(dst, pos, op, ops[i:])
+                    return
+                if self._apply(op, ramp):
+                    rebuild.append(op[4])
+            if rebuild:
+                self._rebuild(rebuild)
+            if pos >= bs:
+                return
+            # 2. in-block events for plain numbers, up to the next graph change
+            events: list[tuple[int, int, str, float]] = []
+            nxt = bs
+            while i < n:
+                offset, _, op, _ = ops[i]
+                event = self._as_event(op) if op[2] == "/param/set" else None
+                if event is False:
+                    i += 1  # rejected (the sender got /error): nothing to apply
+                    continue
+                if event is None:
+                    nxt = offset
+                    break
+                events.append((offset - pos, *event))
+                i += 1
+            self._render(dst, pos, nxt, events)
+            pos = nxt
+
+    def _render(self, dst: np.ndarray, a: int, b: int, events: list) -> None:
+        if self._playing:
+            dst[a:b] = self.renderer.process(b - a, events)
+        else:
+            dst[a:b] = 0.0
+
+    def _as_event(self, op: Op) -> tuple[int, str, float] | None | bool:
+        """A renderer event for a ``/param/set`` on a sounding module with a number.
+
+        None when it must be applied between renderer calls (the module is not
+        rendered, or the parameter is connected to a signal); False when rejected.
+        """
+        node_id, name, value = op[3]
+        spec = self.table.nodes.get(node_id)
+        if spec is None or node_id not in self.renderer.nodes:
+            return None
+        if isinstance(spec.values.get(name), tuple):
+            return None
+        try:
+            v = self.table.check_value(spec, name, value)
+        except JupysynthError as exc:
+            self._error(op[4], op[2], str(exc))
+            return False
+        return (node_id, name, v)
+
+    # -- applying messages ------------------------------------------------------------------
+
+    def _apply(self, op: Op, ramp: bool) -> bool:
+        """Apply one message now; True if the renderer must be rebuilt."""
+        _, _, address, args, sender = op
+        table = self.table
+        try:
+            if address == "/param/set":
+                node_id, name, value = args
+                spec = table.spec(node_id)
+                v = table.check_value(spec, name, value)
+                if isinstance(spec.values[name], tuple):
+                    spec.values[name] = v
+                    return True
+                if node_id in self.renderer.nodes:
+                    self.renderer.set(node_id, name, v, ramp=ramp)
+                else:
+                    spec.values[name] = v
+                return False
+            if address == "/module/new":
+                table.new(*args)
+                return True
+            if address == "/module/free":
+                table.free(args[0])
+                return True
+            if address == "/param/connect":
+                table.connect(*args)
+                return True
+            if address == "/mix/inputs":
+                pairs = list(zip(args[1::2], args[2::2]))
+                table.mix_inputs(args[0], pairs)
+                return True
+            if address == "/out/add":
+                table.out_add(*args)
+                return True
+            if address == "/out/remove":
+                table.out_remove(args[0])
+                return True
+            if address == "/sync":
+                self._reply(sender, "/synced", (args[0],), "i")
+                return False
+            raise EngineError(f"{address} is not applied by the engine loop")
+        except JupysynthError as exc:
+            self._error(sender, address, str(exc))
+            return False
+
+    def _rebuild(self, senders: list[Sender]) -> None:
+        table = self.table
+        try:
+            # every module runs from its /module/new, heard or not, as every module of
+            # a patch runs from frame 0 offline: a modulator connected later is in phase
+            self.renderer.update(table.nodes, list(table.outputs))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the sound
+            log.error("rebuilding the patch failed:\n%s", traceback.format_exc())
+            for sender in set(senders):
+                self._error(
+                    sender, "", f"the engine could not rebuild the patch ({exc}); outputs cleared"
+                )
+            table.clear()
+            self.renderer.update({}, [])
+        self._playing = bool(self.renderer.nodes)
+
+    def _panic(self, dst: np.ndarray, pos: int, op: Op, rest: list) -> None:
+        """Fade out over the rest of the block, then forget everything sent before the panic."""
+        bs = self.blocksize
+        if self._playing and pos < bs:
+            n = bs - pos
+            out = self.renderer.process(n)
+            dst[pos:] = out * np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
+        else:
+            dst[pos:] = 0.0
+        seq = op[1]
+        self._heap = [h for h in self._heap if h[1] > seq]
+        heapq.heapify(self._heap)
+        self._carry = [o for _, s, o, _ in rest if s > seq]
+        self.table.clear()
+        self._rebuild([])
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _start_records(self, start: int) -> None:
+        while self._records:
+            job = self._records.popleft()
+            if job.start is None:
+                job.start = start
+            if job.start < start:
+                job.error = (
+                    f"the recording was to start at frame {job.start} but the engine already "
+                    f"rendered up to frame {start}; start it later (engine latency ahead)"
+                )
+                job.done.set()
+                continue
+            self._recording.append(job)
+
+    def _capture(self, dst: np.ndarray, start: int, end: int) -> None:
+        finished = False
+        for job in self._recording:
+            s = job.start
+            lo = max(start, s)
+            hi = min(end, s + job.frames)
+            if lo < hi:
+                job.buf[lo - s : hi - s] = dst[lo - start : hi - start]
+            if s + job.frames <= end:
+                job.done.set()
+                finished = True
+        if finished:
+            self._recording = [j for j in self._recording if not j.done.is_set()]
+
+    def faults(self) -> dict[int, str]:
+        """Muted modules and why, as the renderer reported them."""
+        return dict(self.renderer.faults)

@@ -1,0 +1,468 @@
+"""The kernel-side handle of a live engine: start, stop, status, record.
+
+Examples
+--------
+>>> import jupysynth as js
+>>> from jupysynth.engine import Engine
+>>> with Engine(headless=True) as engine:          # doctest: +SKIP
+...     js.Sine(freq=440, amp=0.2).play(engine)
+...     samples = engine.record(1.0)
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..control.client import Client
+from ..control.packets import ntp_from_unix, unix_from_ntp
+from ..errors import EngineError, ParamError
+
+__all__ = ["Engine", "default_engine", "running_engines"]
+
+_running: list[Engine] = []
+_requests = itertools.count(1)
+
+
+def running_engines() -> list[Engine]:
+    """The engines started in this process and not stopped, oldest first."""
+    return [e for e in _running if e.running]
+
+
+def default_engine(start: bool = True) -> Engine:
+    """The engine that ``module.play()`` and ``jupysynth.panic()`` use.
+
+    The most recently started engine that still runs; if there is none and
+    ``start`` is true, a new ``Engine()`` with default settings is started.
+
+    Raises
+    ------
+    EngineError
+        If none runs and ``start`` is false.
+    """
+    live = running_engines()
+    if live:
+        return live[-1]
+    if not start:
+        raise EngineError("no engine is running; start one with jupysynth.Engine().start()")
+    return Engine().start()
+
+
+class _Launcher:
+    """One long-lived thread that starts every engine process.
+
+    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked the child
+    ends, not the process; starting engines from a thread that lives as long as
+    the interpreter keeps an engine started from a short-lived thread (a
+    widget callback) alive, while a dead interpreter still takes it along.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._serve, name="jupysynth-launcher", daemon=True
+                )
+                self._thread.start()
+        done: queue.Queue = queue.Queue()
+        self._jobs.put((args, kwargs, done))
+        ok, value = done.get()
+        if not ok:
+            raise value
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            args, kwargs, done = self._jobs.get()
+            try:
+                done.put((True, subprocess.Popen(*args, **kwargs)))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+                done.put((False, exc))
+
+
+_launcher = _Launcher()
+
+
+class Engine:
+    """A real-time engine in its own process, controlled over OSC.
+
+    Parameters
+    ----------
+    samplerate : int, default 48000
+        Frames per second.
+    blocksize : int, default 128
+        Frames per rendered block: time-tagged changes land at any frame,
+        untagged ones at the next block.
+    device : int or str, optional
+        PortAudio output device (index or name, see ``python -m sounddevice``).
+        None uses the default output; if there is none, the engine runs headless.
+    workers : int, default 0
+        Worker processes.  Only 0 (render in the engine process) is built.
+    port : int, default 0
+        UDP port of the engine's OSC server; 0 picks a free one (see :attr:`port`).
+    host : str, default "127.0.0.1"
+        Interface the OSC server listens on; another address opens the synth
+        to the network.
+    headless : bool, default False
+        Run without a device: clocked by time, nothing heard (tests, servers).
+    lead_blocks : int, default 2
+        Blocks rendered ahead of the device.  More survive a slower machine,
+        fewer cut latency.
+    device_blocksize : int, default 0
+        Frames per device callback; 0 lets the host API choose (on JACK: its period).
+    start_timeout : float, default 120
+        Seconds :meth:`start` waits for the engine (the first start compiles
+        the kernels when numba's cache is empty).
+
+    Examples
+    --------
+    >>> from jupysynth.engine import Engine
+    >>> engine = Engine(blocksize=128).start()      # doctest: +SKIP
+    >>> engine.status()["dsp_load"]                 # doctest: +SKIP
+    0.001
+    >>> engine.stop()                               # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        samplerate: int = 48000,
+        blocksize: int = 128,
+        device: int | str | None = None,
+        workers: int = 0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        headless: bool = False,
+        lead_blocks: int = 2,
+        device_blocksize: int = 0,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if not isinstance(samplerate, int) or not 8000 <= samplerate <= 192000:
+            raise ParamError(f"samplerate={samplerate!r} must be an integer from 8000 to 192000 Hz")
+        if not isinstance(blocksize, int) or not 16 <= blocksize <= 4096:
+            raise ParamError(f"blocksize={blocksize!r} must be an integer from 16 to 4096 frames")
+        if workers != 0:
+            raise EngineError(
+                f"workers={workers!r} is not supported yet: the worker pool is not built; "
+                "use workers=0 (the engine process renders every module itself)"
+            )
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ParamError(f"port={port!r} must be from 0 (pick a free one) to 65535")
+        if not isinstance(lead_blocks, int) or not 1 <= lead_blocks <= 64:
+            raise ParamError(f"lead_blocks={lead_blocks!r} must be an integer from 1 to 64")
+        self.samplerate = samplerate
+        self.blocksize = blocksize
+        self.device = device
+        self.workers = workers
+        self.host = host
+        self.headless = headless
+        self.lead_blocks = lead_blocks
+        self.device_blocksize = device_blocksize
+        self.start_timeout = start_timeout
+        self._port = port
+        self.info: dict[str, Any] = {}
+        self.client: Client | None = None
+        self._proc: subprocess.Popen | None = None
+        self._exit_code: int | None = None
+        self._conn: Connection | None = None
+        self._pipe_lock = threading.Lock()
+        self.player: Any = None  # the kernel-side record of what is playing (play.py)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the engine process lives."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The engine process id, while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def port(self) -> int:
+        """The OSC port the engine listens on (known once started)."""
+        return int(self.info.get("port", self._port))
+
+    def start(self) -> Engine:
+        """Start the engine process and wait until it plays (or runs headless).
+
+        Returns
+        -------
+        Engine
+            ``self``, for chaining.
+
+        Raises
+        ------
+        EngineError
+            If it cannot start: the device cannot be opened, the port is
+            taken, or it does not answer within ``start_timeout``.
+        """
+        if self.running:
+            return self
+        self.stop()  # clean up after an engine that died on its own
+        ours, theirs = socket.socketpair()
+        cfg = {
+            "samplerate": self.samplerate,
+            "blocksize": self.blocksize,
+            "device": self.device,
+            "device_blocksize": self.device_blocksize,
+            "lead_blocks": self.lead_blocks,
+            "host": self.host,
+            "port": self._port,
+            "headless": self.headless,
+            "parent_pid": os.getpid(),
+        }
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            # a fresh interpreter, not multiprocessing: no re-import of the notebook's
+            # __main__ and no resource-tracker process left behind
+            self._proc = _launcher.popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jupysynth.engine.child",
+                    str(theirs.fileno()),
+                    json.dumps(cfg),
+                ],
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        try:
+            self.info = self._wait_ready()
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+            self.client = Client(host, self.info["port"])
+            self.client.ping(timeout=5.0)
+        except BaseException:
+            self.stop()
+            raise
+        _running.append(self)
+        return self
+
+    def _wait_ready(self) -> dict[str, Any]:
+        conn, proc = self._conn, self._proc
+        assert conn is not None and proc is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                ready = conn.poll(0.1)
+            except (EOFError, OSError):
+                ready = True
+            if ready:
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    code = proc.wait(5)
+                    raise EngineError(
+                        f"the engine process exited with code {code} before it was ready; "
+                        "its error is on this process's stderr"
+                    ) from None
+                if msg[0] == "ready":
+                    return msg[1]
+                if msg[0] == "error":
+                    proc.wait(5)
+                    raise EngineError(f"the engine could not start: {msg[1]}")
+            if time.monotonic() > deadline:
+                raise EngineError(
+                    f"the engine did not start within {self.start_timeout:g} s; "
+                    "if numba is compiling the kernels for the first time, run "
+                    "`python -m jupysynth warmup` once, or pass a longer start_timeout"
+                )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the engine: close the device, end the process, leave nothing behind.
+
+        Safe to call more than once, and on an engine that died.
+        """
+        if self in _running:
+            _running.remove(self)
+        if self.player is not None:
+            self.player.forget()
+        proc, conn = self._proc, self._conn
+        if conn is not None:
+            if proc is not None and proc.poll() is None:
+                try:
+                    with self._pipe_lock:
+                        conn.send(("stop",))
+                except OSError:
+                    pass
+        if proc is not None:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(2.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if conn is not None:
+            conn.close()
+        if self.client is not None:
+            self.client.close()
+        if proc is not None:
+            self._exit_code = proc.returncode
+        self._proc = self._conn = self.client = None
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        if not self.running:
+            return f"<Engine stopped, {self.samplerate} Hz, block {self.blocksize}>"
+        where = "headless" if self.info.get("headless") else self.info.get("device", "")
+        return (
+            f"<Engine pid {self.pid} on {where}, {self.samplerate} Hz, block {self.blocksize}, "
+            f"OSC {self.info.get('host')}:{self.port}>"
+        )
+
+    # -- talking to it -----------------------------------------------------------------------
+
+    def _client(self) -> Client:
+        if not self.running or self.client is None:
+            raise EngineError("the engine is not running; call engine.start() first")
+        return self.client
+
+    def status(self) -> dict[str, Any]:
+        """The engine's state: running, DSP load, xruns, latency, workers, faults...
+
+        See :data:`jupysynth.control.address.STATUS_FIELDS` for every key.
+        A stopped engine gives ``{"running": False}``.
+        """
+        if not self.running:
+            code = self._proc.poll() if self._proc is not None else self._exit_code
+            return {"running": False, "exit_code": code}
+        out = self._client().status()
+        out["pid"] = self.pid
+        out["port"] = self.port
+        return out
+
+    def send(self, address: str, *args: object) -> None:
+        """Send one OSC message (applied at the next block)."""
+        self._client().send(address, *args)
+
+    def send_bundle(self, messages: list[tuple], at: float | None = None) -> None:
+        """Send ``[(address, *args), ...]`` as one bundle, at Unix time ``at`` to the sample."""
+        client = self._client()
+        client.send_bundle([client.message(*m) for m in messages], at)
+
+    def sync(self, timeout: float = 2.0) -> None:
+        """Wait until the engine applied everything sent before.
+
+        Raises
+        ------
+        EngineError
+            Carrying the engine's ``/error`` replies, if it rejected any.
+        """
+        errors = self._client().sync(timeout)
+        if errors:
+            raise EngineError("; ".join(f"{a or 'packet'}: {m}" for a, m in errors))
+
+    # -- the clock ---------------------------------------------------------------------------
+
+    def time_of(self, frame: int) -> float:
+        """Unix time at which ``frame`` plays (for bundle time tags)."""
+        return self._t0() + frame / self.samplerate
+
+    def frame_at(self, t: float) -> int:
+        """The frame that plays at Unix time ``t``, as the engine rounds a time tag."""
+        t0 = ntp_from_unix(self._t0())
+        return ((ntp_from_unix(t) - t0) * self.samplerate + (1 << 31)) >> 32
+
+    def _t0(self) -> float:
+        if "t0" not in self.info:
+            raise EngineError("the engine is not running; call engine.start() first")
+        # the engine keeps t0 as an NTP tag: round-trip it to get the same float
+        return unix_from_ntp(ntp_from_unix(self.info["t0"]))
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        seconds: float,
+        path: str | os.PathLike | None = None,
+        at: float | None = None,
+        format: str = "float32",
+    ) -> np.ndarray:
+        """Record the engine's output as rendered, before the device.
+
+        Parameters
+        ----------
+        seconds : float
+            How long.
+        path : str or Path, optional
+            Also write a WAV file there (see :func:`jupysynth.write_wav`).
+        at : float, optional
+            Unix time of the first frame (e.g. a bundle's time tag); default:
+            the next block the engine renders.
+        format : {"float32", "int16"}
+            WAV sample format when ``path`` is given.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32, shape ``(frames, 2)``.
+
+        Raises
+        ------
+        EngineError
+            If ``at`` has already been rendered, or the engine stops meanwhile.
+        """
+        if not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise ParamError(f"seconds={seconds!r} must be a number from 0 to 3600")
+        frames = int(round(seconds * self.samplerate))
+        self._client()
+        conn = self._conn
+        assert conn is not None
+        req = next(_requests)
+        wait = seconds + 15.0 + (max(0.0, at - time.time()) if at is not None else 0.0)
+        with self._pipe_lock:
+            try:
+                conn.send(("record", req, at, frames))
+                if not conn.poll(wait):
+                    raise EngineError(f"the engine sent no recording within {wait:.0f} s")
+                msg = conn.recv()
+            except (EOFError, OSError):
+                raise EngineError("the engine stopped while recording") from None
+        _, got, data, extra = msg
+        if got != req or data is None:
+            raise EngineError(f"recording failed: {extra}")
+        if path is not None:
+            from ..renderer import write_wav
+
+            write_wav(path, data, self.samplerate, format=format)
+        return data
+
+
+@atexit.register
+def _stop_all() -> None:
+    for engine in list(_running):
+        engine.stop()

@@ -1,0 +1,294 @@
+"""``module.play()``, ``module.stop()``, ``jupysynth.panic()``: the kernel's side of live patching.
+
+A :class:`Player` remembers which modules an engine holds.  Playing a module
+sends ``/module/new`` for every module of its graph the engine does not have
+yet (sources first), then ``/out/add``; from then on, every parameter change
+on those modules (seen through :meth:`Module.observe`) is sent as
+``/param/set`` or, for a new modulator, ``/module/new`` + ``/param/connect``.
+Stopping sends ``/out/remove`` and frees the modules nothing else plays.
+
+Examples
+--------
+>>> import jupysynth as js
+>>> from jupysynth.engine import play, stop
+>>> osc = js.Sine(freq=220, amp=0.2)
+>>> play(osc)              # doctest: +SKIP
+>>> osc.freq = 330         # heard at the next block, glided
+>>> stop(osc)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import EngineError
+from ..graph import Module, Port, as_outputs
+from .engine import Engine, default_engine
+
+__all__ = ["Player", "panic", "play", "stop"]
+
+#: Bytes per bundle: under what one UDP datagram carries (65507), with room to spare.
+MAX_BUNDLE = 60000
+
+
+def _spec_json(m: Module, with_signals: bool = True) -> str:
+    values: dict[str, Any] = {}
+    for k, v in m._values.items():
+        if isinstance(v, Port):
+            if with_signals:
+                values[k] = [v.module.id, v.index]
+        else:
+            values[k] = v
+    raw: dict[str, Any] = {"values": values}
+    if m._opts:
+        raw["options"] = dict(m._opts)
+    inputs = [[p.module.id, p.index] for p in m.extra_sources()]
+    if inputs:
+        raw["inputs"] = inputs
+    if m.name:
+        raw["name"] = m.name
+    return json.dumps(raw)
+
+
+def _reads(m: Module) -> list[Module]:
+    return [p.module for _, p in m.sources()] + [p.module for p in m.extra_sources()]
+
+
+class Player:
+    """What one engine plays, as the kernel knows it.
+
+    Parameters
+    ----------
+    engine : Engine
+        The engine to send to.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.modules: dict[int, Module] = {}  # on the engine, by id
+        self.roots: dict[int, list[Port]] = {}  # played outputs by module id
+        self._lock = threading.RLock()
+
+    # -- what to send ------------------------------------------------------------------------
+
+    def _new(self, roots: Iterable[Module]) -> tuple[list[Module], list[tuple]]:
+        """Modules the engine lacks, sources first, and connections to send after them.
+
+        A cycle-breaking module (Feedback) is created without its signal and
+        connected at the end, since what it reads is usually created after it.
+        """
+        order: list[Module] = []
+        deferred: list[tuple] = []
+        seen: set[int] = set(self.modules)
+        for root in roots:
+            stack: list[tuple[Module, bool]] = [(root, False)]
+            while stack:
+                m, expanded = stack.pop()
+                if expanded:
+                    order.append(m)
+                    continue
+                if m.id in seen:
+                    continue
+                seen.add(m.id)
+                if m.breaks_cycles:
+                    order.append(m)
+                    for pname, port in m.sources():
+                        deferred.append(("/param/connect", m.id, pname, port.module.id, port.index))
+                    stack.extend((src, False) for src in _reads(m))
+                    continue
+                stack.append((m, True))
+                stack.extend((src, False) for src in reversed(_reads(m)))
+        messages: list[tuple] = [
+            ("/module/new", m.id, type(m).__name__, _spec_json(m, not m.breaks_cycles))
+            for m in order
+        ]
+        return order, messages + deferred
+
+    def _send(self, messages: list[tuple], at: float | None) -> None:
+        client = self.engine._client()
+        chunk: list[bytes] = []
+        size = 0
+        for m in messages:
+            data = client.message(*m)
+            if chunk and size + len(data) + 4 > MAX_BUNDLE:
+                client.send_bundle(chunk, at)
+                chunk, size = [], 0
+            chunk.append(data)
+            size += len(data) + 4
+        if chunk:
+            client.send_bundle(chunk, at)
+
+    # -- play / stop -------------------------------------------------------------------------
+
+    def play(self, patch: Module | Port | Iterable[Module | Port], at: float | None = None) -> None:
+        """Send what the engine lacks of ``patch`` and add it to the output.
+
+        Parameters
+        ----------
+        patch : Module, Port or list of them
+            What to hear, as for :func:`jupysynth.render`.
+        at : float, optional
+            Unix time to start at, to the sample; default: the next block.
+
+        Raises
+        ------
+        EngineError
+            If the engine rejects part of it (then none of it plays).
+        """
+        ports = as_outputs(patch)
+        with self._lock:
+            order, messages = self._new(p.module for p in ports)
+            messages += [("/out/add", p.module.id, p.index) for p in ports]
+            for m in order:
+                self.modules[m.id] = m
+                m.observe(self._changed)
+            for p in ports:
+                played = self.roots.setdefault(p.module.id, [])
+                if p not in played:
+                    played.append(p)
+            self._send(messages, at)
+            if at is None:
+                try:
+                    self.engine.sync()
+                except EngineError:
+                    self._undo(ports, order)
+                    raise
+
+    def _undo(self, ports: list[Port], order: list[Module]) -> None:
+        client = self.engine._client()
+        for p in ports:
+            self.roots.pop(p.module.id, None)
+            client.send("/out/remove", p.module.id)
+        for m in reversed(order):
+            client.send("/module/free", m.id)
+            m.unobserve(self._changed)
+            self.modules.pop(m.id, None)
+        client.sync()
+
+    def stop(self, patch: Module | Port | Iterable[Module | Port]) -> None:
+        """Take ``patch`` off the output and free the modules nothing else plays.
+
+        Raises
+        ------
+        EngineError
+            If it is not playing on this engine.
+        """
+        ids = list(dict.fromkeys(p.module.id for p in as_outputs(patch)))
+        with self._lock:
+            missing = [i for i in ids if i not in self.roots]
+            if missing:
+                names = ", ".join(
+                    self.modules[i]._short() if i in self.modules else f"#{i}" for i in missing
+                )
+                raise EngineError(f"{names} is not playing on this engine; nothing to stop")
+            messages: list[tuple] = [("/out/remove", i) for i in ids]
+            for i in ids:
+                del self.roots[i]
+            keep: set[int] = set()
+            stack = [p.module for ports in self.roots.values() for p in ports]
+            while stack:
+                m = stack.pop()
+                if m.id not in keep:
+                    keep.add(m.id)
+                    stack.extend(_reads(m))
+            gone = {i: m for i, m in self.modules.items() if i not in keep}
+            # loops through a Feedback: open them first, or nothing in them can be freed
+            for m in gone.values():
+                if m.breaks_cycles:
+                    for pname, _ in m.sources():
+                        messages.append(("/param/set", m.id, pname, 0.0))
+            messages += [("/module/free", m.id) for m in self._consumers_first(gone)]
+            for m in gone.values():
+                m.unobserve(self._changed)
+                del self.modules[m.id]
+            self._send(messages, None)
+            self.engine.sync()
+
+    @staticmethod
+    def _consumers_first(mods: dict[int, Module]) -> list[Module]:
+        order: list[Module] = []
+        done: set[int] = set()
+        for root in mods.values():
+            stack: list[tuple[Module, bool]] = [(root, False)]
+            while stack:
+                m, expanded = stack.pop()
+                if expanded:
+                    order.append(m)
+                    continue
+                if m.id in done:
+                    continue
+                done.add(m.id)
+                stack.append((m, True))
+                if not m.breaks_cycles:
+                    stack.extend((s, False) for s in _reads(m) if s.id in mods)
+        return order[::-1]
+
+    def forget(self) -> None:
+        """Stop following every module (after ``/panic`` or when the engine stops)."""
+        with self._lock:
+            for m in self.modules.values():
+                m.unobserve(self._changed)
+            self.modules.clear()
+            self.roots.clear()
+
+    # -- live changes ------------------------------------------------------------------------
+
+    def _changed(self, module: Module, name: str, value: Any) -> None:
+        """Send a parameter change made in the kernel; never raises (a knob callback)."""
+        with self._lock:
+            if module.id not in self.modules or not self.engine.running:
+                return
+            try:
+                if isinstance(value, Port):
+                    order, messages = self._new([value.module])
+                    for m in order:
+                        self.modules[m.id] = m
+                        m.observe(self._changed)
+                    messages.append(
+                        ("/param/connect", module.id, name, value.module.id, value.index)
+                    )
+                    self._send(messages, None)
+                else:
+                    self.engine._client().send("/param/set", module.id, name, float(value))
+            except EngineError as exc:
+                # errors from the engine itself arrive as /error and are kept by the client
+                self.engine._client().errors.append((name, str(exc)))
+
+
+def _player(engine: Engine | None, start: bool = True) -> Player:
+    engine = engine if engine is not None else default_engine(start=start)
+    if engine.player is None:
+        engine.player = Player(engine)
+    return engine.player
+
+
+def play(
+    patch: Module | Port | Iterable[Module | Port],
+    engine: Engine | None = None,
+    at: float | None = None,
+) -> None:
+    """Play ``patch`` on ``engine`` (default: :func:`default_engine`, started if needed)."""
+    _player(engine).play(patch, at)
+
+
+def stop(patch: Module | Port | Iterable[Module | Port], engine: Engine | None = None) -> None:
+    """Stop ``patch`` on ``engine`` (default: :func:`default_engine`)."""
+    _player(engine, start=False).stop(patch)
+
+
+def panic(engine: Engine | None = None) -> None:
+    """Silence ``engine`` at once: every module and output is removed.
+
+    Does nothing when no engine runs.
+    """
+    if engine is None:
+        try:
+            engine = default_engine(start=False)
+        except EngineError:
+            return
+    engine.send("/panic")
+    if engine.player is not None:
+        engine.player.forget()
