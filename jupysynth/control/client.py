@@ -84,7 +84,6 @@ class Client:
         self.on_error = on_error
         #: ``(address, message)`` of recent ``/error`` replies, oldest first.
         self.errors: deque[tuple[str, str]] = deque(maxlen=1000)
-        self._error_count = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1" if host in ("127.0.0.1", "localhost") else "", 0))
         self.sock.settimeout(0.2)
@@ -177,7 +176,11 @@ class Client:
         return out
 
     def sync(self, timeout: float = 2.0) -> list[tuple[str, str]]:
-        """Wait until the engine applied everything sent before; return the errors it sent since.
+        """Wait until the engine applied everything sent before; return the errors not yet taken.
+
+        The errors are those received since the last :meth:`sync` or
+        :meth:`take_errors`, including the ones the engine sent while
+        applying what came before this call.
 
         Raises
         ------
@@ -185,13 +188,9 @@ class Client:
             If the engine does not answer within ``timeout``.
         """
         token = next(_tokens) & 0x7FFFFFFF
-        with self._cond:
-            first = self._error_count
         self.send("/sync", token)
         self._wait(("/synced", token), timeout, "/sync")
-        with self._cond:
-            new = self._error_count - first
-            return list(self.errors)[-new:] if new else []
+        return self.take_errors()
 
     def take_errors(self) -> list[tuple[str, str]]:
         """Return and forget the errors received so far."""
@@ -225,6 +224,8 @@ class Client:
                 if not self._running:
                     return
                 continue
+            if not self._running:
+                return
             try:
                 messages = decode_packet(data)
             except PacketError:
@@ -237,7 +238,6 @@ class Client:
             where, why = (list(args) + ["", ""])[:2]
             with self._cond:
                 self.errors.append((str(where), str(why)))
-                self._error_count += 1
             if self.on_error is not None:
                 try:
                     self.on_error(str(where), str(why))
@@ -259,6 +259,11 @@ class Client:
         if not self._running:
             return
         self._running = False
+        try:
+            # wake the blocked recvfrom now rather than at its next timeout
+            self.sock.sendto(b"", self.sock.getsockname())
+        except OSError:
+            pass
         self._thread.join(1.0)
         self.sock.close()
         with self._cond:

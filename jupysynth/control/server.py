@@ -85,6 +85,7 @@ class OscServer:
         self._running = False
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()
+        self._log_lock = threading.Lock()
         self._log_window = 0.0
         self._logged = 0
         self._suppressed = 0
@@ -102,6 +103,15 @@ class OscServer:
         """Stop the thread and close the socket (idempotent)."""
         self._running = False
         if self._thread is not None:
+            # wake the blocked recvfrom now rather than at its next timeout
+            wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+                wake.sendto(b"", (host, self.port))
+            except OSError:
+                pass
+            finally:
+                wake.close()
             self._thread.join(2.0)
             self._thread = None
         self.sock.close()
@@ -124,16 +134,18 @@ class OscServer:
         self.errors += 1
         if to is not None:
             self.reply(to, "/error", (address, message), "ss")
-        now = time.monotonic()
-        if now - self._log_window >= 1.0:
-            if self._suppressed:
-                log.warning("%d more OSC errors not shown", self._suppressed)
-            self._log_window, self._logged, self._suppressed = now, 0, 0
-        if self._logged < 5:
+        # the OSC thread and the block loop both report errors
+        with self._log_lock:
+            now = time.monotonic()
+            if now - self._log_window >= 1.0:
+                if self._suppressed:
+                    log.warning("%d more OSC errors not shown", self._suppressed)
+                self._log_window, self._logged, self._suppressed = now, 0, 0
+            if self._logged >= 5:
+                self._suppressed += 1
+                return
             self._logged += 1
-            log.warning("OSC %s from %s: %s", address or "packet", to, message)
-        else:
-            self._suppressed += 1
+        log.warning("OSC %s from %s: %s", address or "packet", to, message)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -147,6 +159,8 @@ class OscServer:
                 if not self._running:
                     return
                 continue  # e.g. ICMP port unreachable from an earlier reply
+            if not self._running:
+                return
             try:
                 self.handle(data, sender)
             except Exception as exc:  # noqa: BLE001 - the server thread must outlive any bug

@@ -1,0 +1,155 @@
+"""The engine playing through a real PortAudio device: the virtual JACK sound card.
+
+The engine process is one JACK client (``PortAudio-01``: this test process
+holds ``PortAudio``); its output ports are wired to this process's input
+ports, so what the engine played to the card is captured and analysed here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import jupysynth as js
+from jupysynth.engine import Engine, play, stop
+
+SR, BS = 48000, 128
+
+
+def peak_hz(x: np.ndarray, fs: float = SR) -> float:
+    """Frequency of the largest spectral peak, refined between bins (Hann window, parabola)."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-30)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * fs / len(x)
+
+
+def jack(tool: str, *ports: str) -> None:
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    result = subprocess.run([tool, *ports], env=env, capture_output=True, text=True, timeout=10)
+    if result.returncode != 0:
+        raise RuntimeError(f"{tool} {' '.join(ports)}: {result.stderr.strip()}")
+
+
+def capture(card, engine: Engine, seconds: float) -> np.ndarray:
+    """Record what ``engine`` plays, through JACK, in this process."""
+    import sounddevice as sd
+
+    frames = int(seconds * SR)
+    rec = np.zeros((frames, 2), dtype=np.float32)
+    state = {"pos": -1}  # -1 until the engine's ports are wired to ours
+    done = threading.Event()
+
+    def callback(indata, n, time_info, status):
+        pos = state["pos"]
+        if pos < 0:
+            return
+        k = min(n, frames - pos)
+        rec[pos : pos + k] = indata[:k]
+        state["pos"] = pos + k
+        if pos + k >= frames:
+            done.set()
+            raise sd.CallbackStop
+
+    with sd.InputStream(
+        device=card.device_index(),
+        channels=2,
+        samplerate=SR,
+        blocksize=BS,
+        dtype="float32",
+        callback=callback,
+    ):
+        me = card.portaudio_client_name()
+        them = engine.info["jack_client"]
+        # PortAudio numbers a client's ports on, stream after stream: take this stream's
+        mine = sorted(
+            (p for p in card.ports() if p.startswith(f"{me}:in_")),
+            key=lambda p: int(p.rsplit("_", 1)[1]),
+        )[-2:]
+        for ch, port in enumerate(mine):
+            for other in card.connections()[port]:
+                jack("jack_disconnect", other, port)
+            jack("jack_connect", f"{them}:out_{ch}", port)
+        time.sleep(0.05)  # let the first connected cycle pass
+        state["pos"] = 0
+        assert done.wait(seconds + 10), "the capture did not complete"
+    return rec
+
+
+@pytest.fixture(scope="module")
+def engine(sound_card):
+    with Engine(device=sound_card.device_index()) as e:
+        yield e
+
+
+def test_engine_plays_on_the_device(engine):
+    status = engine.status()
+    assert not status["headless"] and status["running"]
+    assert "JACK" in status["device"]
+    assert engine.info["jack_client"] is not None
+    # lead (2 blocks) + PortAudio's output latency on JACK (one period here)
+    assert 2 * BS / SR < status["latency"] < 0.05
+
+
+def test_a_1khz_sine_reaches_the_card(engine, sound_card):
+    osc = js.Sine(freq=1000, amp=0.5)
+    play(osc, engine)
+    try:
+        x = capture(sound_card, engine, 1.2)
+    finally:
+        stop(osc, engine)
+    for ch in range(2):
+        seg = x[int(0.1 * SR) : int(1.1 * SR), ch]  # exactly 1 s: 1 Hz bins
+        assert peak_hz(seg) == pytest.approx(1000.0, abs=0.5)
+        rms_db = 20 * np.log10(np.sqrt(np.mean(seg.astype(np.float64) ** 2)))
+        assert rms_db == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.5)
+    status = engine.status()
+    print(
+        f"\n[audio] xruns {status['xruns']}, device underflows {status['device_underflows']}, "
+        f"dsp load {status['dsp_load']:.4f} (peak {status['dsp_peak']:.3f}), "
+        f"latency {status['latency'] * 1e3:.2f} ms"
+    )
+
+
+def test_a_knob_change_is_heard(engine, sound_card):
+    osc = js.Sine(freq=600, amp=0.5)
+    play(osc, engine)
+    try:
+        osc.freq = 1500
+        engine.sync()
+        x = capture(sound_card, engine, 0.6)
+    finally:
+        stop(osc, engine)
+    assert peak_hz(x[int(0.05 * SR) : int(0.55 * SR), 0]) == pytest.approx(1500, abs=1)
+
+
+def test_panic_silences_the_card(engine, sound_card):
+    play(js.Saw(freq=220, amp=0.3), engine)
+    js_panic = __import__("jupysynth.engine", fromlist=["panic"]).panic
+    js_panic(engine)
+    engine.sync()
+    x = capture(sound_card, engine, 0.3)
+    assert np.abs(x).max() < 1e-6
+    assert engine.status()["modules"] == 0
+
+
+def test_record_of_tagged_bundles_equals_offline_render_on_the_device(engine):
+    """Recorded before the device, clocked by it: the same samples as jupysynth.render."""
+    noise = js.Noise(amp=0.2, color="pink", seed=5)
+    lfo = js.LFO(freq=3, amp=400, offset=1000, shape="triangle")
+    voice = js.BandPass(noise + js.Square(freq=110, amp=0.2), cutoff=lfo, q=4)
+    events = [(0.1, lfo, "freq", 6.0), (0.25, voice, "q", 1.5), (0.2501, lfo, "offset", 700.0)]
+    t = engine.time_of(engine.frame_at(time.time() + 0.3))
+    play(voice, engine, at=t)
+    for when, module, name, value in events:
+        engine.send_bundle([("/param/set", module.id, name, value)], at=t + when)
+    live = engine.record(0.5, at=t)
+    stop(voice, engine)
+    offline = js.render(voice, 0.5, SR, BS, events=events)
+    assert engine.status()["late"] == 0
+    assert np.array_equal(live, offline)
