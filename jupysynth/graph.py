@@ -174,6 +174,13 @@ class Module:
     Any parameter takes a number or another module's output.  Arithmetic on
     modules builds arithmetic modules: ``440 + 100 * lfo``, ``a * env``, ``-a``.
 
+    A module written in a notebook cell declares ``params`` and, instead of a
+    kernel, either a per-sample function ``sample(*params)`` (compiled by numba
+    and batched over all instances; with ``sample_state = k`` it receives ``k``
+    float64 slots of its own first) or a ``process(**params)`` method over numpy
+    blocks (state in attributes, set up in an optional ``setup()``).  Running the
+    cell again swaps the running instances to the new code, keeping their state.
+
     Examples
     --------
     >>> from jupysynth import Sine
@@ -181,6 +188,13 @@ class Module:
     >>> osc.freq = 330
     >>> osc.freq
     330.0
+    >>> import math
+    >>> class Fold(Module):
+    ...     params = (Param("input", 0.0, -1e30, 1e30), Param("drive", 1.0, 0.1, 20.0))
+    ...     positional = ("input",)
+    ...     @staticmethod
+    ...     def sample(x, drive):
+    ...         return math.sin(x * drive)
     """
 
     params: ClassVar[tuple[Param, ...]] = ()
@@ -197,6 +211,9 @@ class Module:
     options: ClassVar[dict[str, Any]] = {}
     breaks_cycles: ClassVar[bool] = False
     reads_bus: ClassVar[bool] = False
+    # a module written in a cell: a per-sample function (compiled, batched) with
+    # ``sample_state`` float64 slots per instance, or a ``process`` over numpy blocks
+    sample_state: ClassVar[int] = 0
 
     _registry: ClassVar[dict[str, type[Module]]] = {}
     _param_index: ClassVar[dict[str, Param]] = {}
@@ -204,8 +221,16 @@ class Module:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._param_index = {p.name: p for p in cls.params}
+        if "process" in cls.__dict__ and "kernel" not in cls.__dict__:
+            cls.kernel = PYTHON_KERNEL
+        elif "sample" in cls.__dict__ and "kernel" not in cls.__dict__:
+            cls.kernel = SAMPLE_KERNEL
+            if cls.sample_state:
+                cls.state = (State("slots", "f8", (int(cls.sample_state),)),)
         if cls.kernel:
-            Module._registry[cls.__name__] = cls
+            # redefining a class (a cell run again) replaces it: running
+            # instances are swapped to the new code at the next rebuild
+            Module._registry[type_name(cls)] = cls
 
     def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
         object.__setattr__(self, "id", next(_ids))
@@ -319,6 +344,9 @@ class Module:
         raise AttributeError(str(self._unknown(key)))
 
     def __setattr__(self, key: str, value: Any) -> None:
+        if self.__dict__.get("_rendering"):
+            object.__setattr__(self, key, value)  # a processor keeps its own state
+            return
         if key in self._param_index:
             checked = self._checked(key, value)
             self._values[key] = checked
@@ -397,6 +425,15 @@ class Module:
 
 
 _UNBOUNDED = 1e30
+PYTHON_KERNEL = "python"
+SAMPLE_KERNEL = "sample"
+
+
+def type_name(cls: type[Module]) -> str:
+    """The registry key of a module class: its name, qualified unless it is built in."""
+    if cls.__module__.split(".")[0] == "jupysynth":
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class MulAdd(Module):
@@ -580,7 +617,9 @@ def _spec(m: Module) -> NodeSpec:
     for k, v in m._values.items():
         values[k] = (v.module.id, v.index) if isinstance(v, Port) else v
     inputs = [(p.module.id, p.index) for p in m.extra_sources()]
-    return NodeSpec(m.id, type(m).__name__, m.kernel_name(), values, dict(m._opts), inputs, m.name)
+    return NodeSpec(
+        m.id, type_name(type(m)), m.kernel_name(), values, dict(m._opts), inputs, m.name
+    )
 
 
 def as_outputs(patch: Module | Port | Iterable[Module | Port]) -> list[Port]:

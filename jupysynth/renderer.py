@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 import traceback
 import warnings
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,15 @@ import numpy as np
 from . import kernels
 from .compile import Binding, Group, Schedule, compile_schedule
 from .errors import JupysynthWarning, ParamError, PatchError
-from .graph import Module, NodeSpec, Port, module_types, snapshot
+from .graph import (
+    PYTHON_KERNEL,
+    SAMPLE_KERNEL,
+    Module,
+    NodeSpec,
+    Port,
+    module_types,
+    snapshot,
+)
 
 __all__ = ["Renderer", "render", "write_wav", "Event"]
 
@@ -60,6 +69,52 @@ class _Runtime:
     fixed: Any = None  # the module's fixed-parameter kernel, when its parameters allow
     gathers: list[_Param] = field(default_factory=list)
     ramps: list[_Param] = field(default_factory=list)
+
+
+def _same_kind(new: Any, old: Any) -> bool:
+    """Whether a redefined module may take over ``old`` as the value of its ``new`` attribute."""
+    if isinstance(new, np.ndarray) or isinstance(old, np.ndarray):
+        return (
+            isinstance(new, np.ndarray)
+            and isinstance(old, np.ndarray)
+            and new.shape == old.shape
+            and new.dtype == old.dtype
+        )
+    if isinstance(new, numbers.Number) and isinstance(old, numbers.Number):
+        return True
+    return type(new) is type(old)
+
+
+_compiled_samples: dict[Any, Any] = {}
+
+
+def _sample_group(g: Group, params: list[_Param], state: list[np.ndarray]) -> Any:
+    """A callable with a kernel's signature running a module's per-sample function."""
+    from numba import njit
+
+    from .kernels.user import LOOPS
+
+    fn = g.cls.__dict__["sample"]
+    fn = getattr(fn, "__func__", fn)  # a staticmethod
+    jitted = _compiled_samples.get(fn)
+    if jitted is None:
+        jitted = fn if hasattr(fn, "py_func") else njit(fn, fastmath={"nsz", "contract"})
+        _compiled_samples[fn] = jitted
+    stateful = bool(g.cls.sample_state)
+    loop = LOOPS.get((len(params), stateful))
+    if loop is None:
+        raise PatchError(
+            f"{g.cls.__name__}.sample takes {len(params)} parameters; a per-sample module "
+            "takes 1 to 4 (write a process() over numpy blocks for more)"
+        )
+    cols = np.asarray([p.col for p in params], dtype=np.int64)
+    slots = state[0] if stateful else np.zeros((1, 1))
+    n, out = g.size, g.out_start
+
+    def run(a: int, b: int, sr: float, bus: np.ndarray, *_: Any) -> None:
+        loop(a, b, bus, n, out, cols, slots, jitted)
+
+    return run
 
 
 def _runs(slots: list[int]) -> list[tuple[int, int]]:
@@ -115,6 +170,8 @@ class Renderer:
         self.out = np.zeros((self.blocksize, 2), dtype=np.float32)
         self._runtimes: list[_Runtime] = []
         self._where: dict[int, tuple[_Runtime, int]] = {}
+        self._processors: dict[int, Module] = {}  # instances of modules written in Python
+        self._stale = False  # a module was muted mid-span: rebuild after it
         self._compile()
 
     # -- building ------------------------------------------------------------------------
@@ -168,7 +225,12 @@ class Renderer:
                     np.asarray(rptr, dtype=np.int64),
                 )
             args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
-            general = kernels.load(g.kernel)
+            if g.kernel == PYTHON_KERNEL:
+                general = self._python_group(g, specs, params)
+            elif g.kernel == SAMPLE_KERNEL:
+                general = _sample_group(g, params, state)
+            else:
+                general = kernels.load(g.kernel)
             fixed = None
             if g.cls.fixed_kernel and all(
                 g.bindings[name].kind == "const" for name in g.cls.fixed_params
@@ -196,6 +258,68 @@ class Renderer:
         self._left = np.asarray(sched.left, dtype=np.int64)
         self._right = np.asarray(sched.right, dtype=np.int64)
         self._chunk = FEEDBACK_CHUNK if sched.has_feedback else self.blocksize
+
+    def _python_group(self, g: Group, specs: list[NodeSpec], params: list[_Param]) -> Any:
+        """A callable with a kernel's signature that runs each instance's ``process``.
+
+        Each instance is an object of the module's class living in this process:
+        its attributes are its state.  When the class was redefined (a cell run
+        again), the new object takes over the old one's attributes that it also
+        has, so a running sound keeps its state.  An instance that raises is
+        muted alone.
+        """
+        objs: list[Module] = []
+        for spec in specs:
+            old = self._processors.get(spec.id)
+            if old is not None and type(old) is g.cls:
+                objs.append(old)
+                continue
+            obj = object.__new__(g.cls)
+            d = obj.__dict__
+            d.update(
+                id=spec.id,
+                name=spec.name,
+                _values=dict(spec.values),
+                _opts=dict(spec.options),
+                _listeners=[],
+                _rendering=True,
+                samplerate=self.samplerate,
+            )
+            setup = getattr(obj, "setup", None)
+            if callable(setup):
+                setup()
+            if old is not None:
+                for key, value in old.__dict__.items():
+                    if key in d and _same_kind(d[key], value):
+                        d[key] = value
+            self._processors[spec.id] = obj
+            objs.append(obj)
+        names = [p.name for p in params]
+        cols = [p.col for p in params]
+        out, chans, n = g.out_start, g.channels, g.size
+
+        def run(a: int, b: int, sr: float, bus: np.ndarray, *_: Any) -> None:
+            for k, obj in enumerate(objs):
+                if obj.id in self.disabled:
+                    continue
+                kwargs = {}
+                for name, col in zip(names, cols):
+                    view = bus[a:b, col + k]
+                    view.flags.writeable = False
+                    kwargs[name] = view
+                try:
+                    y = obj.process(**kwargs)
+                    if chans == 1:
+                        bus[a:b, out + k] = y
+                    else:
+                        bus[a:b, out + k] = np.asarray(y)[:, 0]
+                        bus[a:b, out + n + k] = np.asarray(y)[:, 1]
+                except Exception:
+                    for c in range(chans):
+                        bus[a:b, out + c * n + k] = 0.0
+                    self._fault([obj.id], traceback.format_exc(), rebuild=False)
+
+        return run
 
     def _make_state(
         self, g: Group, specs: list[NodeSpec], old: dict[int, tuple[_Runtime, int]]
@@ -333,13 +457,16 @@ class Renderer:
             try:
                 rt.fn(a, b, sr, bus, *rt.args)
             except Exception:  # a kernel that raises is muted, the rest plays on
-                self._fault(rt.group.ids, traceback.format_exc())
-                return self._render_span(a, b, sr)
+                g = rt.group
+                bus[a:b, g.out_start : g.out_start + g.channels * g.size] = 0.0
+                self._fault(g.ids, traceback.format_exc(), rebuild=False)
         for rt in self._posts:
             rt.post(a, b, sr, bus, *rt.args)
         _MIX_OUT(a, b, bus, self._left, self._right, self.out)
         if not _ALL_FINITE(self.out, a, b):
             self._find_nonfinite(a, b)
+        elif self._stale:
+            self._rebuild_after_fault()
 
     # -- faults --------------------------------------------------------------------------
 
@@ -358,7 +485,7 @@ class Renderer:
             self._fault([culprit], f"produced NaN or infinity at {when:.4f} s")
         np.nan_to_num(self.out[a:b], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
-    def _fault(self, ids: Iterable[int], why: str) -> None:
+    def _fault(self, ids: Iterable[int], why: str, rebuild: bool = True) -> None:
         ids = [i for i in ids if i not in self.disabled]
         if not ids:
             return
@@ -371,6 +498,13 @@ class Renderer:
                 JupysynthWarning,
                 stacklevel=4,
             )
+        self._stale = True
+        if rebuild:
+            self._rebuild_after_fault()
+
+    def _rebuild_after_fault(self) -> None:
+        """Drop the muted modules from the schedule (after the span that caught them)."""
+        self._stale = False
         for rt in self._runtimes:
             for arr in rt.state:
                 if arr.dtype.kind == "f":
