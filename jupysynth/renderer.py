@@ -172,6 +172,8 @@ class Renderer:
         self._where: dict[int, tuple[_Runtime, int]] = {}
         self._processors: dict[int, Module] = {}  # instances of modules written in Python
         self._stale = False  # a module was muted mid-span: rebuild after it
+        # a crossfade in progress: (nodes, outputs, modes, frames done, length)
+        self._fade: tuple | None = None
         self._compile()
 
     # -- building ------------------------------------------------------------------------
@@ -257,6 +259,17 @@ class Renderer:
         self._where = where
         self._left = np.asarray(sched.left, dtype=np.int64)
         self._right = np.asarray(sched.right, dtype=np.int64)
+        if self._fade is not None:
+            modes = self._fade[2]
+            lm, rm = [], []
+            for o in self.outputs:  # the order compile_schedule lists them in
+                _, port, chans = o
+                if chans == 1 or port == 0:
+                    lm.append(modes[o])
+                if chans == 1 or port != 0:
+                    rm.append(modes[o])
+            self._lmode = np.asarray(lm, dtype=np.int64)
+            self._rmode = np.asarray(rm, dtype=np.int64)
         self._chunk = FEEDBACK_CHUNK if sched.has_feedback else self.blocksize
 
     def _python_group(self, g: Group, specs: list[NodeSpec], params: list[_Param]) -> Any:
@@ -393,11 +406,33 @@ class Renderer:
             # rows already rendered this block are spent: rewrite the whole column
             self.bus[:, p.col + k] = value
 
-    def update(self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]]) -> None:
-        """Replace the patch; modules that stay keep their state (no click, no reset)."""
-        self.nodes = dict(nodes)
-        self.outputs = list(outputs)
-        self.disabled &= set(nodes)
+    def update(
+        self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]], fade: int = 0
+    ) -> None:
+        """Replace the patch; modules that stay keep their state (no click, no reset).
+
+        Parameters
+        ----------
+        nodes, outputs
+            The new patch, as from :func:`jupysynth.graph.snapshot`.
+        fade : int
+            Crossfade over this many frames: outputs that leave fade out while
+            the ones that arrive fade in (linear, so re-running an unchanged
+            cell sounds unchanged), then the modules only the old patch used
+            are dropped.  0 switches at once.
+        """
+        if fade > 0 and self.outputs:
+            old, new = list(self.outputs), list(outputs)
+            merged = [o for o in old if o not in new] + new
+            modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
+            self._fade = (dict(nodes), new, modes, 0, int(fade))
+            self.nodes = {**self.nodes, **nodes}
+            self.outputs = merged
+        else:
+            self._fade = None
+            self.nodes = dict(nodes)
+            self.outputs = list(outputs)
+        self.disabled &= set(self.nodes)
         self._compile()
 
     # -- rendering -----------------------------------------------------------------------
@@ -462,7 +497,17 @@ class Renderer:
                 self._fault(g.ids, traceback.format_exc(), rebuild=False)
         for rt in self._posts:
             rt.post(a, b, sr, bus, *rt.args)
-        _MIX_OUT(a, b, bus, self._left, self._right, self.out)
+        if self._fade is None:
+            _MIX_OUT(a, b, bus, self._left, self._right, self.out)
+        else:
+            nodes, outputs, modes, done, length = self._fade
+            _MIX_OUT_FADE(
+                a, b, bus, self._left, self._right, self._lmode, self._rmode, done, length, self.out
+            )
+            done += b - a
+            self._fade = (nodes, outputs, modes, done, length)
+            if done >= length:
+                self.update(nodes, outputs)  # faded: drop what only the old patch used
         if not _ALL_FINITE(self.out, a, b):
             self._find_nonfinite(a, b)
         elif self._stale:
@@ -514,6 +559,7 @@ class Renderer:
 
 _GATHER = kernels.load("bus.gather")
 _MIX_OUT = kernels.load("bus.mix_out")
+_MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
 _SCRUB = kernels.load("bus.scrub")
 _RAMP = kernels.load("bus.ramp")

@@ -75,3 +75,22 @@ def scrub(x):
             x[i] = 0.0
             count += 1
     return count
+
+
+@njit(**JIT)
+def mix_out_fade(a, b, bus, left, right, lmode, rmode, pos, length, out):
+    """Sum the output slots, fading some in or out: mode 0 steady, 1 out, 2 in (linear)."""
+    for t in range(a, b):
+        x = min((pos + t - a + 1) / length, 1.0)
+        acc = 0.0
+        for k in range(left.shape[0]):
+            m = lmode[k]
+            g = 1.0 if m == 0 else (1.0 - x if m == 1 else x)
+            acc += g * bus[t, left[k]]
+        out[t, 0] = acc
+        acc = 0.0
+        for k in range(right.shape[0]):
+            m = rmode[k]
+            g = 1.0 if m == 0 else (1.0 - x if m == 1 else x)
+            acc += g * bus[t, right[k]]
+        out[t, 1] = acc

@@ -99,7 +99,7 @@ def test_update_keeps_the_state_of_modules_that_stay():
 
 def test_more_instances_reuse_the_compiled_kernel():
     js.render([js.Sine(freq=100 * k) for k in range(1, 3)], 0.01)
-    fn = kernels.load("oscillators.sine")
+    fn = kernels.load("oscillators.sine_fixed")  # numbers for freq and phase pick it
     before = len(fn.signatures)
     js.render([js.Sine(freq=100 * k) for k in range(1, 300)], 0.01)
     assert len(fn.signatures) == before == 1
@@ -134,3 +134,29 @@ def test_demo_command_writes_a_wav_and_a_png(tmp_path):
     assert np.abs(pcm).max() > 3000  # it plays, not silence
     png = (tmp_path / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+
+
+def test_update_with_fade_crossfades_then_drops_the_old_modules():
+    old, new = js.Sine(freq=440, amp=0.5), js.Saw(freq=110, amp=0.5)
+    nodes, outs = snapshot(old)
+    r = Renderer(nodes, outs, SR, 64)
+    r.process(64)
+    r.update(*snapshot(new), fade=480)
+    x = np.concatenate([r.process(64)[:, 0].copy() for _ in range(10)])
+    a = js.render(old, 11 * 64 / SR)[64:, 0].astype(np.float64)
+    b = js.render(new, 10 * 64 / SR)[:, 0].astype(np.float64)
+    g = np.minimum(np.arange(1, 641) / 480, 1.0)
+    np.testing.assert_allclose(x, (1 - g) * a + g * b, atol=2e-6)
+    assert old.id not in r.nodes and new.id in r.nodes
+
+
+def test_update_with_fade_keeps_a_module_that_stays_steady():
+    keep, extra = js.Sine(freq=440, amp=0.5), js.Saw(freq=110, amp=0.5)
+    r = Renderer(*snapshot(keep), SR, 64)
+    r.process(64)
+    r.update(*snapshot([keep, extra]), fade=128)
+    x = np.concatenate([r.process(64)[:, 0].copy() for _ in range(4)])
+    a = js.render(keep, 5 * 64 / SR)[64:, 0].astype(np.float64)
+    b = js.render(extra, 4 * 64 / SR)[:, 0].astype(np.float64)
+    g = np.minimum(np.arange(1, 257) / 128, 1.0)
+    np.testing.assert_allclose(x, a + g * b, atol=2e-6)
