@@ -1,0 +1,327 @@
+"""Live coding: a cell, or an explicit name, owns the sound it plays.
+
+Re-running a cell that plays a patch replaces that cell's previous sound
+instead of stacking a second copy on it, like a SuperCollider ``Ndef``; a
+cell that raises keeps the old sound and takes back whatever it started
+before the error.  ``play(patch, name="bass")`` gives the sound a name
+instead, so any cell can replace it.
+
+The :class:`Session` is the kernel's view of the engine: which modules each
+owner played, what to show on a knob panel's state line, the engine's errors
+and faults printed in the cell that caused them.  It talks to the engine only
+through :mod:`jupysynth.engine`'s public API (``play``, ``stop``, ``panic``,
+``Engine.status``, ``Engine.record``); with no engine (offline mode) it plays
+nothing and says so.
+
+Examples
+--------
+>>> import jupysynth as js
+>>> from jupysynth.notebook.live import Session
+>>> session = Session(engine=None, reason="no device")
+>>> session.play(js.Saw(freq=110), name="bass")
+offline mode: bass is not played (no device); hear it with Audio(js.render(patch, 2).T, rate=48000)
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import EngineError, JupysynthError
+from ..graph import Module, Port, as_outputs
+
+__all__ = ["Session", "current", "play", "stop"]
+
+#: Seconds of crossfade when a sound replaces another, if the engine can fade.
+FADE = 0.05
+
+_current: Session | None = None
+
+
+def current() -> Session | None:
+    """The session of the loaded extension, or None before ``%load_ext jupysynth``."""
+    return _current
+
+
+def _set_current(session: Session | None) -> None:
+    global _current
+    _current = session
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class Session:
+    """What the kernel knows about the live engine and who owns which sound.
+
+    Parameters
+    ----------
+    engine : jupysynth.engine.Engine or None
+        The running engine, or None for offline mode.
+    reason : str
+        Why there is no engine (offline mode), for messages.
+    started : bool
+        Whether this session started the engine (and so stops it on unload).
+    fade : float
+        Crossfade in seconds when a sound replaces another (used when the
+        engine's ``play``/``stop`` accept ``fade=``).
+    """
+
+    def __init__(
+        self, engine: Any = None, reason: str = "", started: bool = False, fade: float = FADE
+    ) -> None:
+        self.engine = engine
+        self.reason = reason
+        self.started = started
+        self.fade = fade
+        #: ``{owner: [ports]}``: a cell id ("cell:...") or a name, to what it plays.
+        self.owners: dict[str, list[Port]] = {}
+        self.panels: weakref.WeakSet = weakref.WeakSet()
+        self._cell: str | None = None
+        self._in_cell = False
+        self._before: set[int] = set()
+        self._named_now: set[int] = set()
+        self._pending: dict[str, list[Port]] = {}
+        self._reported_faults: set[int] = set()
+        self._reported_death = False
+
+    # -- the engine ----------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """True while an engine runs for this session."""
+        return self.engine is not None and self.engine.running
+
+    def _player(self) -> Any:
+        return getattr(self.engine, "player", None) if self.engine is not None else None
+
+    def playing_ids(self) -> set[int]:
+        """Ids of the modules on the engine's output."""
+        player = self._player()
+        return set(player.roots) if player is not None else set()
+
+    def _ports_of(self, ids: Iterable[int]) -> list[Port]:
+        player = self._player()
+        if player is None:
+            return []
+        return [p for i in ids for p in player.roots.get(i, [])]
+
+    def _engine_play(self, ports: list[Port]) -> None:
+        from ..engine import play as engine_play
+
+        if _accepts(engine_play, "fade"):
+            engine_play(ports, self.engine, fade=self.fade)
+        else:
+            engine_play(ports, self.engine)
+
+    def _engine_stop(self, ports: list[Port]) -> None:
+        """Stop what of ``ports`` still plays (a user may have stopped some by hand)."""
+        from ..engine import stop as engine_stop
+
+        playing = self.playing_ids()
+        ports = [p for p in ports if p.module.id in playing]
+        if not ports or not self.live:
+            return
+        if _accepts(engine_stop, "fade"):
+            engine_stop(ports, self.engine, fade=self.fade)
+        else:
+            engine_stop(ports, self.engine)
+
+    # -- playing by name -----------------------------------------------------------------------
+
+    def play(self, patch: Module | Port | Iterable[Module | Port], name: str | None = None) -> None:
+        """Play ``patch``; with ``name``, replace what that name played before.
+
+        Inside a cell the swap happens when the cell finishes without an
+        error (so a cell that raises keeps the old sound); outside a cell,
+        at once.
+        """
+        ports = as_outputs(patch)
+        if not self.live:
+            what = name or ", ".join(p.module._short() for p in ports)
+            print(
+                f"offline mode: {what} is not played ({self.reason or 'no engine'}); "
+                "hear it with Audio(js.render(patch, 2).T, rate=48000)"
+            )
+            return
+        self._engine_play(ports)
+        if name is None:
+            return  # the running cell owns it (see post_run_cell)
+        self._named_now.update(p.module.id for p in ports)
+        if self._in_cell:
+            self._pending.setdefault(name, []).extend(ports)
+        else:
+            self._replace(name, ports)
+
+    def stop(self, what: str | Module | Port | Iterable[Module | Port] | None = None) -> None:
+        """Stop a name's sound, a patch, or (no argument) everything this session played."""
+        if isinstance(what, str):
+            if what not in self.owners:
+                known = ", ".join(sorted(k for k in self.owners if not k.startswith("cell:")))
+                raise JupysynthError(
+                    f"nothing plays under the name {what!r}; names playing: {known or 'none'}"
+                )
+            self._engine_stop(self.owners.pop(what))
+            return
+        if what is None:
+            for owner in list(self.owners):
+                self._engine_stop(self.owners.pop(owner))
+            return
+        ports = as_outputs(what)
+        self._engine_stop(ports)
+        ids = {p.module.id for p in ports}
+        for owner, owned in list(self.owners.items()):
+            kept = [p for p in owned if p.module.id not in ids]
+            if kept:
+                self.owners[owner] = kept
+            else:
+                del self.owners[owner]
+
+    def _replace(self, owner: str, ports: list[Port]) -> None:
+        new_ids = {p.module.id for p in ports}
+        old = [p for p in self.owners.get(owner, []) if p.module.id not in new_ids]
+        self.owners[owner] = list(ports)
+        self._engine_stop(old)
+
+    def forget(self) -> None:
+        """Drop every owner (after a panic or an engine restart)."""
+        self.owners.clear()
+        self._pending.clear()
+
+    # -- cells ---------------------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """IPython ``pre_run_cell`` hook: note what plays before the cell."""
+        cell_id = getattr(info, "cell_id", None)
+        self._cell = f"cell:{cell_id}" if cell_id else None
+        self._in_cell = True
+        self._before = self.playing_ids()
+        self._named_now = set()
+        self._pending = {}
+        self._check_engine_alive()
+
+    def post_run_cell(self, result: Any) -> None:
+        """IPython ``post_run_cell`` hook: swap the cell's sound, or undo it on error."""
+        self._in_cell = False
+        failed = bool(getattr(result, "error_before_exec", None)) or bool(
+            getattr(result, "error_in_exec", None)
+        )
+        pending, self._pending = self._pending, {}
+        started = self.playing_ids() - self._before - self._named_now
+        try:
+            if failed:
+                # the old sound plays on; what this run started before raising goes
+                undo = self._ports_of(started) + [p for ps in pending.values() for p in ps]
+                self._engine_stop(undo)
+                if undo:
+                    names = ", ".join(dict.fromkeys(p.module._short() for p in undo))
+                    print(f"jupysynth: the cell raised; stopped what it started ({names})")
+            else:
+                for name, ports in pending.items():
+                    self._replace(name, ports)
+                if started and self._cell is not None:
+                    self._replace(self._cell, self._ports_of(started))
+        except JupysynthError as exc:
+            print(f"jupysynth: {exc}")
+        self._report_engine()
+        for panel in list(self.panels):
+            panel.refresh_state()
+
+    # -- reporting in the cell -----------------------------------------------------------------
+
+    def _check_engine_alive(self) -> None:
+        if self.engine is None or self.engine.running or self._reported_death:
+            return
+        self._reported_death = True
+        proc = getattr(self.engine, "_proc", None)
+        code = proc.returncode if proc is not None else None
+        print(
+            f"jupysynth: the engine stopped (exit code {code}); nothing plays. "
+            "`%synth restart` starts a new one"
+        )
+
+    def _report_engine(self) -> None:
+        """Print the engine's errors and new faults in the cell that caused them."""
+        if not self.live:
+            self._check_engine_alive()
+            return
+        client = getattr(self.engine, "client", None)
+        if client is not None:
+            for where, why in client.take_errors():
+                print(f"jupysynth engine error: {where}: {why}")
+        if not self.playing_ids():
+            return
+        try:
+            faults = self.engine.status().get("faults", {})
+        except EngineError as exc:
+            print(f"jupysynth: {exc}")
+            return
+        for mid, message in faults.items():
+            if mid not in self._reported_faults:
+                self._reported_faults.add(mid)
+                print(f"jupysynth: module muted: {message}")
+
+    def state_of(self, module: Module) -> str:
+        """The state line of a knob panel: playing, faulted, feeding, not playing, offline."""
+        if self.engine is None:
+            return f"offline mode ({self.reason or 'no engine'}): not played"
+        if not self.engine.running:
+            return "engine stopped: %synth restart"
+        player = self._player()
+        if player is None:
+            return "not playing"
+        faults = {}
+        if module.id in player.modules:
+            try:
+                faults = self.engine.status().get("faults", {})
+            except EngineError:
+                faults = {}
+        if module.id in faults:
+            return f"faulted: {faults[module.id]}"
+        if module.id in player.roots:
+            return "playing"
+        if module.id in player.modules:
+            return "in the engine, feeding another module"
+        return "not playing"
+
+    def scope_tap(self, patch: Any) -> None:
+        """The engine's scope tap for ``patch``: None, the engine offers no taps yet."""
+        return None
+
+
+def play(patch: Module | Port | Iterable[Module | Port], name: str | None = None) -> None:
+    """Play ``patch`` through the loaded extension's engine, owned by ``name`` or the cell.
+
+    Parameters
+    ----------
+    patch : Module, Port or list of them
+        What to hear.
+    name : str, optional
+        Replace what this name played before (any cell may use the name).
+        Without it, the cell that plays owns the sound: re-running the cell
+        replaces it.
+
+    Raises
+    ------
+    JupysynthError
+        Before ``%load_ext jupysynth``.
+    """
+    session = _require()
+    session.play(patch, name=name)
+
+
+def stop(what: str | Module | Port | Iterable[Module | Port] | None = None) -> None:
+    """Stop a name's sound, a patch, or everything played in this notebook."""
+    _require().stop(what)
+
+
+def _require() -> Session:
+    if _current is None:
+        raise JupysynthError("run %load_ext jupysynth first: it starts the engine")
+    return _current
