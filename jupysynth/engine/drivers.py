@@ -30,7 +30,9 @@ from .core import EngineCore
 __all__ = ["ClockDriver", "RingDriver", "open_driver"]
 
 # how often an idle engine looks at the clock, in seconds
-_IDLE_POLL = 0.02
+_IDLE_POLL = 0.05
+# the shortest sleep of a busy loop, and its margin before a device period ends
+_MIN_SLEEP = 0.0005
 
 
 class _Driver:
@@ -76,7 +78,15 @@ class _Driver:
         return nxt is None or nxt - core.frame > self.lead + 4 * self.bs + self.sr * _IDLE_POLL
 
     def _idle_step(self) -> None:
-        """Advance the frame clock with wall-clock time, then sleep a little."""
+        """Advance the frame clock with wall-clock time, then sleep until woken or a while."""
+        self._catch_up()
+        core = self.core
+        core.wake.clear()
+        if not core.pending():
+            core.wake.wait(_IDLE_POLL)
+
+    def _catch_up(self) -> None:
+        """While idle: advance the frame clock to wall-clock time, rendering nothing."""
         core = self.core
         now = time.monotonic()
         if self._idle_since is None:
@@ -88,9 +98,6 @@ class _Driver:
             target = min(target, nxt - self.lead)
         if target > core.frame:
             core.skip(target - core.frame)
-        core.wake.clear()
-        if not core.pending():
-            core.wake.wait(_IDLE_POLL)
 
 
 class ClockDriver(_Driver):
@@ -106,10 +113,15 @@ class ClockDriver(_Driver):
     def run(self, stop: threading.Event) -> None:
         core = self.core
         buf = np.zeros((self.bs, 2), dtype=np.float32)
+        was_idle = False
         while not stop.is_set():
             if self._should_idle():
                 self._idle_step()
+                was_idle = True
                 continue
+            if was_idle:
+                was_idle = False
+                self._catch_up()
             due = int((time.monotonic() - self._m0) * self.sr) + self.lead
             if core.frame < due:
                 self._render(buf)
@@ -120,7 +132,7 @@ class ClockDriver(_Driver):
                 continue
             time.sleep(min(_IDLE_POLL, (core.frame - due) / self.sr + self._block_seconds / 4))
 
-    def _idle_step(self) -> None:
+    def _catch_up(self) -> None:
         # the idle clock of a headless engine is the same wall clock as when busy
         core = self.core
         target = int((time.monotonic() - self._m0) * self.sr) + self.lead
@@ -129,9 +141,6 @@ class ClockDriver(_Driver):
             target = min(target, nxt)
         if target > core.frame:
             core.skip(target - core.frame)
-        core.wake.clear()
-        if not core.pending():
-            core.wake.wait(_IDLE_POLL)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -233,7 +242,6 @@ class RingDriver(_Driver):
 
     def run(self, stop: threading.Event) -> None:
         mixer = self.mixer
-        sleep = self.period / self.sr / 2
         was_idle = False
         while not stop.is_set():
             if self._should_idle():
@@ -244,6 +252,7 @@ class RingDriver(_Driver):
                 continue
             if was_idle:
                 was_idle = False
+                self._catch_up()
                 self._idle_since = None
                 self._pad_silence()
                 if self.action not in mixer.actions:
@@ -254,7 +263,10 @@ class RingDriver(_Driver):
                 self.action = mixer.play_ringbuffer(self.ring)
             self._fill()
             self._poll_stats()
-            time.sleep(sleep)
+            # Sleep while the queue outlasts one device period, with a margin for waking
+            # and rendering: each wake costs a system call, which is not free everywhere.
+            level = self._lib.PaUtil_GetRingBufferReadAvailable(self._ptr)
+            time.sleep(max(_MIN_SLEEP, (level - self.period) / self.sr - _MIN_SLEEP))
 
     def _poll_stats(self) -> None:
         now = time.monotonic()
