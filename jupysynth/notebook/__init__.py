@@ -8,6 +8,17 @@
 """
 
 from .knobs import KnobPanel, knobs
+from .live import play, stop
 from .scope import OfflineSource, Oscilloscope, Spectrum, scope, spectrum
 
-__all__ = ["KnobPanel", "OfflineSource", "Oscilloscope", "Spectrum", "knobs", "scope", "spectrum"]
+__all__ = [
+    "KnobPanel",
+    "OfflineSource",
+    "Oscilloscope",
+    "Spectrum",
+    "knobs",
+    "play",
+    "scope",
+    "spectrum",
+    "stop",
+]
