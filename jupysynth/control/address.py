@@ -209,6 +209,7 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("device_underflows", "i", "output underflows PortAudio reported"),
     ("late", "i", "time-tagged messages that arrived after their time"),
     ("workers", "i", "worker processes rendering (0: the engine renders itself)"),
+    ("worker_restarts", "i", "workers replaced after dying or missing their deadline"),
     ("modules", "i", "modules in the engine"),
     ("outputs", "i", "output channels summed to the device"),
     ("messages", "h", "OSC messages received"),

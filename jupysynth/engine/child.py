@@ -36,10 +36,10 @@ _EXIT_GRACE = 3.0  # seconds an orderly stop may take before the process ends it
 _RT_PRIORITY = 20
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel for SIGTERM when the parent dies; exit now if it already has."""
+def _die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
+    """Ask the kernel for ``signum`` when the parent dies; exit now if it already has."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         log.warning("prctl(PR_SET_PDEATHSIG) failed; relying on the lifecycle pipe alone")
     # the parent may have died before prctl: the signal would then never come
     if os.getppid() != parent_pid:
@@ -117,16 +117,27 @@ class ChildEngine:
         self._send_lock = threading.Lock()
         self._status_types = "".join(t for _, t, _ in STATUS_FIELDS)
         t = time.perf_counter()
-        warmup()
-        _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
+        if cfg["workers"] == 0:  # otherwise the workers render, and warm up themselves
+            warmup()
+            _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
         try:
             self.server = OscServer(self._submit, self._status, cfg["host"], cfg["port"])
         except OSError as exc:
             raise EngineError(exc.strerror or str(exc)) from None
+        self.pool = None
         try:
+            if cfg["workers"] > 0:
+                from .workers import PoolRenderer
+
+                self.pool = PoolRenderer(cfg["samplerate"], cfg["blocksize"], cfg["workers"])
             self.core = EngineCore(
-                cfg["samplerate"], cfg["blocksize"], 0, self.server.error, self.server.reply
+                cfg["samplerate"],
+                cfg["blocksize"],
+                0,
+                self.server.error,
+                self.server.reply,
+                self.pool,
             )
             self.driver = open_driver(
                 self.core,
@@ -137,6 +148,8 @@ class ChildEngine:
             )
         except BaseException:
             self.server.close()
+            if self.pool is not None:
+                self.pool.close()
             raise
         self.running = False
 
@@ -163,7 +176,8 @@ class ChildEngine:
             driver.xruns,
             driver.device_underflows,
             core.late,
-            0,
+            self.pool.workers if self.pool is not None else 0,
+            self.pool.restarts if self.pool is not None else 0,
             len(core.table.nodes),
             len(core.table.outputs),
             self.server.messages,
@@ -211,6 +225,8 @@ class ChildEngine:
             self.running = False
             self.server.close()
             driver.close()
+            if self.pool is not None:
+                self.pool.close()
 
     def _send(self, msg: tuple) -> None:
         with self._send_lock:

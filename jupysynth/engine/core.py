@@ -78,6 +78,8 @@ class EngineCore:
         ``error(sender, address, message)``: reply ``/error`` and log.
     reply : callable
         ``reply(sender, address, args, types)``: any other reply (``/synced``).
+    renderer : Renderer or PoolRenderer, optional
+        What renders the blocks; default: a Renderer in this process.
     """
 
     def __init__(
@@ -87,13 +89,15 @@ class EngineCore:
         t0_ntp: int,
         error: Callable[[Sender | None, str, str], None],
         reply: Callable[[Sender, str, tuple, str], None],
+        renderer: Any = None,
     ) -> None:
         self.samplerate = int(samplerate)
         self.blocksize = int(blocksize)
         self.t0_ntp = int(t0_ntp)
         self.frame = 0
         self.table = PatchTable()
-        self.renderer = Renderer({}, [], self.samplerate, self.blocksize)
+        # a Renderer, or anything with its interface (the worker pool)
+        self.renderer = renderer or Renderer({}, [], self.samplerate, self.blocksize)
         self.late = 0
         self._error = error
         self._reply = reply

@@ -115,7 +115,9 @@ class Engine:
         PortAudio output device (index or name, see ``python -m sounddevice``).
         None uses the default output; if there is none, the engine runs headless.
     workers : int, default 0
-        Worker processes.  Only 0 (render in the engine process) is built.
+        Worker processes rendering parts of the patch (one more is kept warm as
+        a spare); 0 renders in the engine process, best for small patches and
+        small machines.  The samples are the same for any count.
     port : int, default 0
         UDP port of the engine's OSC server; 0 picks a free one (see :attr:`port`).
     host : str, default "127.0.0.1"
@@ -159,10 +161,10 @@ class Engine:
             raise ParamError(f"samplerate={samplerate!r} must be an integer from 8000 to 192000 Hz")
         if not isinstance(blocksize, int) or not 16 <= blocksize <= 4096:
             raise ParamError(f"blocksize={blocksize!r} must be an integer from 16 to 4096 frames")
-        if workers != 0:
-            raise EngineError(
-                f"workers={workers!r} is not supported yet: the worker pool is not built; "
-                "use workers=0 (the engine process renders every module itself)"
+        if not isinstance(workers, int) or not 0 <= workers <= 64:
+            raise ParamError(
+                f"workers={workers!r} must be an integer from 0 (the engine renders "
+                "everything itself) to 64"
             )
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ParamError(f"port={port!r} must be from 0 (pick a free one) to 65535")
@@ -227,6 +229,7 @@ class Engine:
             "device": self.device,
             "device_blocksize": self.device_blocksize,
             "lead_blocks": self.lead_blocks,
+            "workers": self.workers,
             "host": self.host,
             "port": self._port,
             "headless": self.headless,

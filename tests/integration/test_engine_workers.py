@@ -1,0 +1,187 @@
+"""The worker pool: the same samples for any worker count, and workers that die or hang.
+
+Headless engines (no device needed); workers are real processes, found as the
+engine process's children.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jupysynth as js
+from jupysynth.engine import Engine, play
+
+SR, BS = 48000, 128
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def peak_hz(x: np.ndarray, fs: float = SR) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-30)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * fs / len(x)
+
+
+def level_at(x: np.ndarray, hz: float, fs: float = SR) -> float:
+    """Amplitude of the component at ``hz`` (a 1 Hz-resolution window of exactly 1 s or less)."""
+    n = len(x)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(n))) / (n / 4)
+    return float(spectrum[int(round(hz * n / fs))])
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def spec(m: js.Module) -> str:
+    values = {
+        k: [v.module.id, v.index] if isinstance(v, js.Port) else v for k, v in m._values.items()
+    }
+    return json.dumps({"values": values, "options": m._opts})
+
+
+def voices() -> tuple[list[js.Module], js.Module, js.Module, js.MulAdd]:
+    """Two voices (two parts of the patch) and a modulation that will join them."""
+    lfo_a = js.Sine(freq=1.5)
+    a = js.Pan(js.LowPass(js.Saw(freq=110, amp=0.2), cutoff=900 + 500 * lfo_a, q=2), pos=-0.5)
+    b_filter = js.LowPass(js.Square(freq=165, amp=0.2), cutoff=1200, q=3)
+    b = js.Pan(b_filter, pos=0.5)
+    link = 700 + 300 * lfo_a  # will drive voice b's cutoff: the parts join
+    return [a, b], b_filter, lfo_a, link
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_same_samples_for_any_worker_count_even_when_parts_join(workers):
+    """Live with N workers == offline render, bit for bit, across a join of two parts."""
+    outs, b_filter, lfo_a, link = voices()
+    events = [(0.05, b_filter, "q", 1.0), (0.15, b_filter, "cutoff", link)]
+    offline = js.render(outs, 0.3, SR, BS, events=events)
+    with Engine(headless=True, workers=workers) as engine:
+        assert engine.status()["workers"] == workers
+        t = engine.time_of(engine.frame_at(time.time() + 0.4))
+        play(outs, engine, at=t)
+        # the modulator exists from the start offline (render adds an event's source),
+        # so it is created with the patch here, unconnected
+        engine.send_bundle([("/module/new", link.id, "MulAdd", spec(link))], at=t)
+        engine.send_bundle([("/param/set", b_filter.id, "q", 1.0)], at=t + 0.05)
+        engine.send_bundle([("/param/connect", b_filter.id, "cutoff", link.id, 0)], at=t + 0.15)
+        live = engine.record(0.3, at=t)
+        status = engine.status()
+        assert engine.client.take_errors() == []
+    assert status["late"] == 0 and status["worker_restarts"] == 0
+    assert np.array_equal(live, offline)
+
+
+def _two_sines(engine: Engine) -> None:
+    play([js.Sine(freq=440, amp=0.3), js.Sine(freq=660, amp=0.3)], engine)
+
+
+def test_a_killed_worker_is_replaced_and_every_module_plays_again():
+    with Engine(headless=True, workers=2) as engine:
+        _two_sines(engine)
+        workers = children_of(engine.pid)
+        assert len(workers) == 3  # two rendering, one warm spare
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(0.3)
+        status = engine.status()
+        assert (status["workers"], status["worker_restarts"]) == (2, 1)
+        assert status["faults"] == {} and status["running"]
+        x = engine.record(1.0)[:, 0]
+        assert level_at(x, 440) == pytest.approx(0.3, rel=0.05)
+        assert level_at(x, 660) == pytest.approx(0.3, rel=0.05)
+        assert workers[0] not in children_of(engine.pid)
+
+
+def test_a_hung_worker_is_killed_at_its_deadline_and_the_rest_plays_on():
+    with Engine(headless=True, workers=2) as engine:
+        _two_sines(engine)
+        victim = children_of(engine.pid)[0]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            x = engine.record(1.5)[:, 0]
+        finally:
+            if Path(f"/proc/{victim}").exists():
+                os.kill(victim, signal.SIGKILL)
+        status = engine.status()
+        assert status["worker_restarts"] == 1 and status["workers"] == 2
+        tail = x[-SR:]
+        assert level_at(tail, 440) == pytest.approx(0.3, rel=0.05)
+        assert level_at(tail, 660) == pytest.approx(0.3, rel=0.05)
+
+
+def test_modules_on_two_workers_that_died_are_muted():
+    with Engine(headless=True, workers=1) as engine:
+        osc = js.Sine(freq=440, amp=0.3)
+        play(osc, engine)
+        for _ in range(2):
+            deadline = time.monotonic() + 30
+            while len(children_of(engine.pid)) < 2:  # wait for the warm spare
+                assert time.monotonic() < deadline, "no spare worker started"
+                time.sleep(0.05)
+            os.kill(children_of(engine.pid)[0], signal.SIGKILL)
+            time.sleep(0.3)
+            engine.status()
+        # the second victim may be the spare that took over, or the new spare:
+        # only a death of the worker rendering it mutes the sine
+        status = engine.status()
+        if status["worker_restarts"] < 2:
+            pytest.skip("the second kill hit the idle spare")
+        assert osc.id in status["faults"]
+        assert "two workers that died" in status["faults"][osc.id]
+        assert not engine.record(0.1).any()
+        deadline = time.monotonic() + 30
+        while engine.status()["workers"] < 1:  # until a new spare took the empty slot
+            assert time.monotonic() < deadline, "no worker took over"
+            time.sleep(0.05)
+        other = js.Sine(freq=1000, amp=0.2)
+        play(other, engine)
+        assert peak_hz(engine.record(0.5)[:, 0]) == pytest.approx(1000, abs=0.5)
+
+
+def test_workers_die_with_a_sigkilled_engine_and_leave_nothing():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0  # so we can reap orphans
+    # jack* entries belong to the JACK server of the session's sound card
+    shm = {n for n in os.listdir("/dev/shm") if not n.startswith("jack")}
+    kids = children_of(os.getpid())  # jackd, when the session's sound card runs
+    try:
+        engine = Engine(headless=True, workers=2).start()
+        workers = children_of(engine.pid)
+        assert len(workers) == 3
+        os.kill(engine.pid, signal.SIGKILL)
+        engine.stop()
+        deadline = time.monotonic() + 10
+        left = set(workers)
+        while left and time.monotonic() < deadline:
+            for pid in list(left):
+                try:
+                    reaped, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    reaped = pid  # reaped by someone else: gone
+                if reaped:
+                    left.discard(pid)
+            time.sleep(0.02)
+        assert not left, f"workers {left} outlived their engine"
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    assert {n for n in os.listdir("/dev/shm") if not n.startswith("jack")} == shm
+    assert children_of(os.getpid()) == kids
