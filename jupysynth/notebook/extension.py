@@ -24,8 +24,11 @@ In a notebook::
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shlex
+import subprocess
+import sys
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -49,6 +52,17 @@ USAGE = (
     "  restart  stop the engine and start a new one\n"
     "  record   record the engine's output to a WAV file, e.g. %synth record 10 take.wav"
 )
+
+
+_DEVICES_SCRIPT = """
+import json, sounddevice as sd
+outs = [
+    {"index": i, "name": d["name"], "api": sd.query_hostapis(d["hostapi"])["name"],
+     "channels": d["max_output_channels"], "rate": d["default_samplerate"]}
+    for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
+]
+print(json.dumps({"outputs": outs, "default": sd.default.device[1]}))
+"""
 
 
 def _start_engine() -> tuple[Any, str, bool]:
@@ -103,9 +117,6 @@ def _display_module(module: Module) -> None:
     from IPython.display import display
 
     panel = knobs_mod.knobs(module)
-    session = live.current()
-    if session is not None:
-        session.panels.add(panel)
     try:
         view = scope_mod.scope(module)
     except JupysynthError as exc:  # a module that cannot render alone (a Feedback loop)
@@ -195,23 +206,29 @@ class SynthMagics(Magics):
         print("jupysynth: panic: everything silenced")
 
     def _cmd_devices(self, rest: list[str]) -> None:
+        # a fresh process: PortAudio lists devices once, when it starts, so a card
+        # plugged in (or a JACK server started) later is only seen by a new one
         try:
-            import sounddevice as sd
-        except (ImportError, OSError) as exc:
-            print(f"jupysynth: cannot list devices ({exc}); pip install jupysynth[live]")
+            proc = subprocess.run(
+                [sys.executable, "-c", _DEVICES_SCRIPT],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            print("jupysynth: listing the devices took over 30 s; is the audio server stuck?")
             return
-        devices = sd.query_devices()
-        outs = [(i, d) for i, d in enumerate(devices) if d["max_output_channels"] > 0]
-        if not outs:
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            print(f"jupysynth: cannot list devices ({why}); pip install jupysynth[live]")
+            return
+        found = json.loads(proc.stdout)
+        if not found["outputs"]:
             print("jupysynth: no audio output device (PortAudio found none); offline mode")
             return
-        default_out = sd.default.device[1]
-        for i, d in outs:
-            mark = "*" if i == default_out else " "
-            api = sd.query_hostapis(d["hostapi"])["name"]
+        for d in found["outputs"]:
+            mark = "*" if d["index"] == found["default"] else " "
             print(
-                f"{mark} {i:>2} {d['name']} ({api}, {d['max_output_channels']} out, "
-                f"{d['default_samplerate']:.0f} Hz)"
+                f"{mark} {d['index']:>2} {d['name']} ({d['api']}, {d['channels']} out, "
+                f"{d['rate']:.0f} Hz)"
             )
 
     def _cmd_restart(self, rest: list[str]) -> None:
@@ -292,7 +309,7 @@ def unload_ipython_extension(ip: Any) -> None:
     ip.magics_manager.magics["line"].pop("synth", None)
     knobs_mod.state_provider = None
     scope_mod.tap_provider = None
-    for panel in list(session.panels):
+    for panel in list(knobs_mod.open_panels):
         panel.refresh_state()
     if session.started and session.engine is not None:
         session.engine.stop()

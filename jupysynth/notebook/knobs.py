@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 
 import ipywidgets as w
@@ -37,6 +38,9 @@ _HUGE_SPAN = 1e4
 #: Called as ``state_provider(module) -> str`` to fill the panel's state line;
 #: the live-coding layer installs one that asks the engine.
 state_provider: Callable[[Module], str] | None = None
+
+#: Panels not yet closed; the live-coding layer refreshes their state lines after each cell.
+open_panels: weakref.WeakSet[KnobPanel] = weakref.WeakSet()
 
 
 def _decade_above(x: float) -> float:
@@ -112,6 +116,30 @@ def _log_bounds(lo: float, hi: float) -> tuple[float, float]:
     return emin, emax
 
 
+def _grid_min(lo: float, step: float, x: float) -> float:
+    """A slider minimum at most one step below ``lo`` that puts ``x`` on the step grid.
+
+    The front end snaps a slider's value to ``min + k * step`` and, while
+    ``continuous_update`` is on, sends the snapped value back; a value set in
+    code (330 Hz) must sit on the grid or it would come back as 331.4 Hz.
+    """
+    if step <= 0 or x <= lo:
+        return min(lo, x)
+    return x - math.ceil((x - lo) / step - 1e-9) * step
+
+
+def _is_echo(slider: w.FloatSlider | w.FloatLogSlider, new: float, current: object) -> bool:
+    """Whether ``new`` from the front end is only its rounding of the module's value."""
+    if not isinstance(current, float):
+        return False
+    tolerance = 0.5 * slider.step
+    if isinstance(slider, w.FloatLogSlider):
+        if current <= 0:
+            return new <= 10.0 ** (slider.min + tolerance)
+        return new > 0 and abs(math.log10(new) - math.log10(current)) <= tolerance
+    return abs(new - current) <= tolerance
+
+
 def _label(param: Param) -> str:
     return f"{param.name} ({param.unit})" if param.unit else param.name
 
@@ -178,6 +206,7 @@ class KnobPanel(w.VBox):
         self.add_class("jupysynth-knobs")
         self.refresh_state()
         module.observe(self._on_module)
+        open_panels.add(self)
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -207,21 +236,23 @@ class KnobPanel(w.VBox):
         )
         if param.scale == "log":
             emin, emax = _log_bounds(lo, hi)
+            step = (emax - emin) / _STEPS
             slider: w.FloatSlider | w.FloatLogSlider = w.FloatLogSlider(
                 value=max(value, lo),
                 base=10.0,
-                min=emin,
+                min=_grid_min(emin, step, math.log10(max(value, lo))),
                 max=emax,
-                step=(emax - emin) / _STEPS,
+                step=step,
                 readout_format=".4g",
                 **common,
             )
         else:
+            step = (hi - lo) / _STEPS
             slider = w.FloatSlider(
                 value=value,
-                min=lo,
+                min=_grid_min(lo, step, value),
                 max=hi,
-                step=(hi - lo) / _STEPS,
+                step=step,
                 readout_format=".4g",
                 **common,
             )
@@ -231,12 +262,16 @@ class KnobPanel(w.VBox):
     # -- both directions -------------------------------------------------------------------
 
     def _on_slider(self, change: dict) -> None:
-        name = change["owner"].param_name
+        slider = change["owner"]
+        name = slider.param_name
         if name in self._updating:
             return  # the module moved the slider: do not set it back
+        if _is_echo(slider, change["new"], self.module._values[name]):
+            return
+        param = self.module.spec()[name]
         self._updating.add(name)
         try:
-            setattr(self.module, name, change["new"])
+            setattr(self.module, name, min(max(change["new"], param.min), param.max))
         finally:
             self._updating.discard(name)
 
@@ -256,12 +291,16 @@ class KnobPanel(w.VBox):
                     if v > 0 and not 10.0**slider.min <= v <= 10.0**slider.max:
                         lo, hi = ui_range(param, v)
                         slider.min, slider.max = _log_bounds(lo, hi)
-                    # a log slider cannot show 0 or less: it rests at its bottom
-                    slider.value = v if v > 0 else 10.0**slider.min
+                    if v > 0:
+                        slider.min = _grid_min(slider.min, slider.step, math.log10(v))
+                        slider.value = v
+                    else:  # a log slider cannot show 0 or less: it rests at its bottom
+                        slider.value = 10.0**slider.min
                 else:
                     if not slider.min <= v <= slider.max:
                         lo, hi = ui_range(param, v)
                         slider.min, slider.max = min(lo, slider.min), max(hi, slider.max)
+                    slider.min = _grid_min(slider.min, slider.step, v)
                     slider.value = v
         finally:
             self._updating.discard(name)
@@ -278,6 +317,7 @@ class KnobPanel(w.VBox):
         if module is None:  # refused in __init__: nothing was built
             return
         module.unobserve(self._on_module)
+        open_panels.discard(self)
         for widget in [*self.sliders.values(), *self.labels.values(), self.state]:
             widget.close()
         for row in self._rows.values():

@@ -25,12 +25,12 @@ offline mode: bass is not played (no device); hear it with Audio(js.render(patch
 from __future__ import annotations
 
 import inspect
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import EngineError, JupysynthError
 from ..graph import Module, Port, as_outputs
+from .knobs import open_panels
 
 __all__ = ["Session", "current", "play", "stop"]
 
@@ -82,7 +82,6 @@ class Session:
         self.fade = fade
         #: ``{owner: [ports]}``: a cell id ("cell:...") or a name, to what it plays.
         self.owners: dict[str, list[Port]] = {}
-        self.panels: weakref.WeakSet = weakref.WeakSet()
         self._cell: str | None = None
         self._in_cell = False
         self._before: set[int] = set()
@@ -230,7 +229,7 @@ class Session:
         except JupysynthError as exc:
             print(f"jupysynth: {exc}")
         self._report_engine()
-        for panel in list(self.panels):
+        for panel in list(open_panels):
             panel.refresh_state()
 
     # -- reporting in the cell -----------------------------------------------------------------

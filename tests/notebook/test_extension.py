@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -127,12 +130,16 @@ def test_bad_magic_input_prints_usage(shell, capsys, headless):
 def test_devices_lists_outputs_or_says_there_are_none(shell, capsys, headless):
     run(shell, capsys, f"%load_ext {EXT}")
     out = run(shell, capsys, "%synth devices")
-    import sounddevice as sd
-
-    outs = [d for d in sd.query_devices() if d["max_output_channels"] > 0]
+    # the same query, in a fresh process as the magic does it (PortAudio lists devices once)
+    listing = subprocess.run(
+        [sys.executable, "-c", extension._DEVICES_SCRIPT], capture_output=True, text=True
+    )
+    outs = json.loads(listing.stdout)["outputs"]
     if outs:
         assert len(out.strip().splitlines()) == len(outs)
-        assert all(re.match(r"^[ *] +\d+ .+ \(.+, \d+ out, \d+ Hz\)$", s) for s in out.splitlines())
+        for line, d in zip(out.splitlines(), outs):
+            assert re.match(r"^[ *] +\d+ .+ \(.+, \d+ out, \d+ Hz\)$", line)
+            assert d["name"] in line
     else:
         assert out.strip() == (
             "jupysynth: no audio output device (PortAudio found none); offline mode"
@@ -206,10 +213,15 @@ def test_knob_panels_show_the_engine_state(shell, capsys, headless):
     lp = js.LowPass(osc, cutoff=500)
     panel = knobs(osc)
     assert "not playing" in panel.state.value
-    live.play(lp)
-    panel.refresh_state()
+    shell.user_ns.update(lp=lp, live=live)
+    run(shell, capsys, "live.play(lp)")  # every open panel's state line is redrawn after a cell
     assert "in the engine, feeding another module" in panel.state.value
-    assert "playing" in knobs(lp).state.value
+    lp_panel = knobs(lp)
+    assert lp_panel.state.value.endswith("\u00b7 playing</b>")
+    run(shell, capsys, "live.stop(lp)")
+    assert "not playing" in lp_panel.state.value and "not playing" in panel.state.value
+    panel.close()
+    lp_panel.close()
 
 
 def test_knob_moves_reach_the_engine(shell, capsys, headless):

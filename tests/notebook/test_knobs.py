@@ -42,12 +42,58 @@ def test_log_parameters_get_log_sliders_and_linear_ones_linear():
 def test_log_slider_spans_decades_of_the_ui_range():
     s = knobs(js.Sine(freq=440)).sliders["freq"]
     assert s.base == 10.0
-    assert 10.0**s.min == pytest.approx(1.0)
+    # from 1 Hz (less at most one step, so that 440 sits on the step grid) to 20 kHz
+    assert -s.step < s.min <= 0.0
     assert 10.0**s.max == pytest.approx(20000.0)
+    assert s.step == pytest.approx(math.log10(20000.0) / 1000)
     # the exponent travel is linear: the middle of the slider is the geometric mean
     mid = 10.0 ** ((s.min + s.max) / 2)
-    assert mid == pytest.approx(math.sqrt(1.0 * 20000.0))
+    assert mid == pytest.approx(math.sqrt(1.0 * 20000.0), rel=s.step * 2.31)
     s.close()
+
+
+def on_grid(slider, value):
+    x = math.log10(value) if isinstance(slider, w.FloatLogSlider) else value
+    k = (x - slider.min) / slider.step
+    return abs(k - round(k)) < 1e-6
+
+
+def test_values_set_in_code_sit_on_the_slider_grid():
+    # the front end snaps to min + k * step and sends that back: 330 must be a grid point
+    osc = js.Sine(freq=440, amp=0.2)
+    panel = knobs(osc)
+    assert on_grid(panel.sliders["freq"], 440.0) and on_grid(panel.sliders["amp"], 0.2)
+    osc.freq = 330
+    osc.amp = 0.3
+    assert on_grid(panel.sliders["freq"], 330.0) and on_grid(panel.sliders["amp"], 0.3)
+    panel.close()
+
+
+def test_the_front_end_rounding_a_value_back_does_not_change_the_module():
+    osc = js.Sine(freq=440)
+    panel = knobs(osc)
+    osc.freq = 330
+    s = panel.sliders["freq"]
+    # what the browser sends back after snapping, with its own float rounding
+    s.value = 10.0 ** (math.log10(330.0) + 0.3 * s.step)
+    assert osc.freq == 330.0
+    # a real move, one step along, does reach the module
+    one_up = 10.0 ** (math.log10(330.0) + s.step)
+    s.value = one_up
+    assert osc.freq == pytest.approx(one_up)
+    amp = panel.sliders["amp"]
+    amp.value = 1.0 + 1e-12
+    assert osc.amp == 1.0
+    panel.close()
+
+
+def test_a_slider_never_sets_a_value_outside_the_declared_range():
+    lp = js.LowPass(js.Saw(), q=0.05)  # at the very bottom of q's range
+    panel = knobs(lp)
+    s = panel.sliders["q"]
+    s.value = 10.0**s.min  # the grid may reach a fraction of a step lower
+    assert lp.q >= 0.05
+    panel.close()
 
 
 def test_ui_ranges_narrow_huge_declared_ranges():
