@@ -10,8 +10,11 @@ restarts).
 
     python benchmarks/phase0.py [--long] [--only RT-01 IPC-02 ...]
 
-Rows that need the worker pool (RT-03, IPC-04, PROC-02) are reported as not
-built: ``Engine(workers=...)`` only accepts 0 so far.
+The worker rows (RT-03, IPC-04, PROC-02, PROC-04 worker) run the pool in this
+process (:class:`jupysynth.engine.workers.PoolRenderer`, its workers real
+processes) or in headless engines.  The pool splits a patch by its connected
+parts, so RT-03 plays its voices as separate outputs: one big Mix would stay on
+one worker.
 """
 
 from __future__ import annotations
@@ -427,6 +430,90 @@ def proc01_engine_side(n: int) -> list[float]:
     return out
 
 
+def _voices(n: int) -> list[js.Module]:
+    """P3's voices as separate outputs, so the pool can split them."""
+    mix = p3(n)
+    return [p.module for p in mix.inputs]
+
+
+def rt03(voices: int, seconds: float) -> dict[int, float]:
+    """DSP load (render time / block time) of a heavy patch with 1 and 2 workers."""
+    out = {}
+    for workers in (1, 2):
+        with Engine(headless=True, workers=workers) as engine:
+            play(_voices(voices), engine)
+            time.sleep(1.0)  # the load average settles
+            engine.status()  # resets the peak
+            time.sleep(seconds)
+            out[workers] = engine.status()["dsp_load"]
+    return out
+
+
+def _pool_with(n_sines: int, workers: int):
+    from jupysynth.engine.patch import PatchTable
+    from jupysynth.engine.workers import PoolRenderer
+
+    pool = PoolRenderer(SR, 128, workers)
+    table = PatchTable()
+    for i in range(1, n_sines + 1):
+        table.new(i, "Sine", '{"values": {"amp": 0.01}}')
+        table.out_add(i)
+    pool.update(table.nodes, table.outputs)
+    return pool, table
+
+
+def ipc04(blocks: int) -> np.ndarray:
+    """Seconds per block of the pool's round trip with workers that render nothing."""
+    pool, _ = _pool_with(0, 2)
+    try:
+        for _ in range(200):
+            pool.process(128)
+        t = np.zeros(blocks)
+        for k in range(blocks):
+            t0 = time.perf_counter()
+            pool.process(128)
+            t[k] = time.perf_counter() - t0
+        return t
+    finally:
+        pool.close()
+
+
+def proc02(n: int) -> list[float]:
+    """Seconds to assign one new module to a pool of 2 workers playing 64 sines."""
+    pool, table = _pool_with(64, 2)
+    try:
+        out = []
+        for k in range(n):
+            i = 1000 + k
+            table.new(i, "Saw", '{"values": {"amp": 0.01}}')
+            table.out_add(i)
+            t = time.perf_counter()
+            pool.update(table.nodes, table.outputs)
+            out.append(time.perf_counter() - t)
+            pool.process(128)
+        return out
+    finally:
+        pool.close()
+
+
+def proc04_worker() -> tuple[float, float]:
+    """(seconds until a SIGKILLed worker's modules play again, seconds for a new spare)."""
+    pool, _ = _pool_with(8, 2)
+    try:
+        pool.process(128)
+        victim = pool.pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        t = time.perf_counter()
+        while pool.restarts == 0 or pool.workers < 2 or not np.abs(pool.process(128)).max():
+            pool.process(128)
+        back = time.perf_counter() - t
+        while not pool._spare_ready():
+            time.sleep(0.005)
+        return back, time.perf_counter() - t
+    finally:
+        pool.close()
+
+
 def children() -> set[int]:
     me = os.getpid()
     found = set()
@@ -551,7 +638,15 @@ def main(argv: list[str] | None = None) -> int:
                     "0",
                 )
         if want("RT-03"):
-            row("RT-03", "speed-up of 2 workers over 1", "not built (workers=0 only)", "> 1.6x")
+            loads = rt03(256, 10.0 if long else 3.0)
+            row(
+                "RT-03",
+                "speed-up of 2 workers over 1: P3 x 256 voices as separate outputs, headless "
+                "(DSP load 1 worker / 2 workers)",
+                f"{loads[1] / loads[2]:.2f}x ({loads[1] * 100:.0f} % / {loads[2] * 100:.0f} % "
+                "of the block time; 2 cores shared with the engine)",
+                "> 1.6x",
+            )
         if want("RT-04"):
             blocks = 20000 if long else 3000
             r = rt04(blocks)
@@ -620,15 +715,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ipc03(100000):.2f} us per block",
             )
         if want("IPC-04"):
+            t = ipc04(20000 if long else 3000) * 1e6
+            q = np.percentile(t, [50, 99])
             row(
                 "IPC-04",
-                "worker sync median / p99",
-                "not built (workers=0 only)",
+                "worker sync: a block's round trip to 2 workers rendering nothing, median / p99",
+                f"{q[0]:.0f} / {q[1]:.0f} us",
                 "",
                 "84 / 190 us",
             )
         if want("PROC-02"):
-            row("PROC-02", "module assignment to workers", "not built (workers=0 only)")
+            t = proc02(30)
+            row(
+                "PROC-02",
+                "assignment of a new module to 2 workers playing 64 sines (median, max)",
+                f"{ms(statistics.median(t))}, {ms(max(t))}",
+            )
         if want("PROC-04"):
             r = proc04(50 if long else 10)
             row(
@@ -637,7 +739,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ms(r['start'])} / {ms(r['stop'])}, {ms(r['restart'])} "
                 f"(detect {ms(r['detect'])})",
                 "",
-                "60 ms (worker)",
+                "",
+            )
+            back, spare = proc04_worker()
+            row(
+                "PROC-04",
+                "worker SIGKILLed: its modules play again on the warm spare / a new spare ready",
+                f"{ms(back)} / {ms(spare)}",
+                "",
+                "60 ms",
             )
             row(
                 "PROC-04",

@@ -223,33 +223,40 @@ class PoolRenderer:
             theirs.close()
         return _Worker(proc, Connection(ours.detach()))
 
-    def _take_spare(self) -> _Worker | None:
-        """The warm spare, if one is ready; a new spare starts behind it."""
+    def _collect_spawned(self) -> None:
+        """Pick up a spare the spawner thread has started (never blocks)."""
         if self._spare is None and self._spare_pending:
             try:
                 got = self._spawned.get_nowait()
             except queue.Empty:
-                return None
+                return
             self._spare_pending = False
             if isinstance(got, BaseException):
                 log.error("cannot start a spare worker: %s", got)
-                return None
+                return
             self._spare = got
-        spare = self._spare
-        if spare is None or not spare.poll_ready():
-            if spare is not None and spare.proc.poll() is not None:
-                spare.kill()
-                self._spare = None
-                self._start_spare()
-            return None
-        self._spare = None
-        self._start_spare()
-        return spare
 
     def _spare_ready(self) -> bool:
-        if self._spare is None and self._spare_pending and not self._spawned.empty():
+        """True when a spare has loaded its kernels; a spare that died is replaced."""
+        self._collect_spawned()
+        spare = self._spare
+        if spare is None:
+            return False
+        if spare.poll_ready():
             return True
-        return self._spare is not None and self._spare.poll_ready()
+        if spare.proc.poll() is not None:
+            spare.kill()
+            self._spare = None
+            self._start_spare()
+        return False
+
+    def _take_spare(self) -> _Worker | None:
+        """The warm spare, if one is ready; a new spare starts behind it."""
+        if not self._spare_ready():
+            return None
+        spare, self._spare = self._spare, None
+        self._start_spare()
+        return spare
 
     def _start_spare(self) -> None:
         if not self._spare_pending:
