@@ -252,7 +252,13 @@ class Session:
             return
         client = getattr(self.engine, "client", None)
         if client is not None:
-            for where, why in client.take_errors():
+            errors: list[tuple[str, str]] = []
+            try:
+                errors = list(client.sync(timeout=1.0))  # what this cell sent was answered
+            except EngineError as exc:
+                print(f"jupysynth: {exc}")
+            errors += [e for e in client.take_errors() if e not in errors]
+            for where, why in errors:
                 print(f"jupysynth engine error: {where}: {why}")
         if not self.playing_ids():
             return
