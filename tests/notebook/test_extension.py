@@ -308,3 +308,12 @@ def test_engine_errors_are_printed_in_the_cell_that_caused_them(shell, capsys, h
     out = run(shell, capsys, "live.current().engine.send('/param/set', 987654, 'freq', 440.0)")
     assert out.startswith("jupysynth engine error: /param/set: no module #987654 in the engine")
     assert run(shell, capsys, "x = 1") == ""  # reported once, in that cell
+
+
+def test_percent_load_ext_jupysynth_finds_the_extension():
+    # `%load_ext jupysynth` looks these up on the package itself
+    assert js.load_ipython_extension is extension.load_ipython_extension, (
+        "jupysynth/__init__.py must re-export load_ipython_extension and "
+        "unload_ipython_extension from jupysynth.notebook.extension"
+    )
+    assert js.unload_ipython_extension is extension.unload_ipython_extension

@@ -26,7 +26,9 @@ def test_the_lessons_are_all_there():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_its_checked_outputs_match(notebook, tmp_path):
-    env = dict(os.environ, JUPYSYNTH_HEADLESS="1", MPLBACKEND="Agg")
+    root = str(notebook.parents[1])  # this checkout, whatever is installed
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, JUPYSYNTH_HEADLESS="1", MPLBACKEND="Agg", PYTHONPATH=path)
     env.pop("JUPYSYNTH_OFFLINE", None)
     cmd = [
         sys.executable,
