@@ -73,7 +73,17 @@ __all__ = [
     "write_wav",
 ]
 
-_LAZY = {"render": "renderer", "write_wav": "renderer", "Renderer": "renderer", "plot": "plotting"}
+_LAZY = {
+    "render": "renderer",
+    "write_wav": "renderer",
+    "Renderer": "renderer",
+    "plot": "plotting",
+    "Engine": "engine",
+    "panic": "engine.play",
+    # %load_ext jupysynth (IPython and ipywidgets load only then)
+    "load_ipython_extension": "notebook.extension",
+    "unload_ipython_extension": "notebook.extension",
+}
 
 
 def __getattr__(name: str) -> Any:

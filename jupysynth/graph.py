@@ -366,6 +366,40 @@ class Module:
         if callback in self._listeners:
             self._listeners.remove(callback)
 
+    # -- playing and showing (the engine and the notebook load only when used) ----------
+
+    def play(self, engine: Any = None, at: float | None = None, fade: float = 0.0) -> Module:
+        """Play this module on the live engine (the default one, started if needed)."""
+        from .engine.play import play
+
+        play(self, engine, at=at, fade=fade)
+        return self
+
+    def stop(self, engine: Any = None, fade: float = 0.0) -> Module:
+        """Stop playing this module (``fade`` seconds of fade-out)."""
+        from .engine.play import stop
+
+        stop(self, engine, fade=fade)
+        return self
+
+    def knobs(self) -> Any:
+        """A panel of sliders, one per parameter, linked both ways (ipywidgets)."""
+        from .notebook.knobs import knobs
+
+        return knobs(self)
+
+    def scope(self, window: float = 0.02) -> Any:
+        """A live, triggered oscilloscope of this module's output (bqplot)."""
+        from .notebook.scope import scope
+
+        return scope(self, window=window)
+
+    def spectrum(self) -> Any:
+        """A live spectrum of this module's output, log frequency and dB (bqplot)."""
+        from .notebook.scope import spectrum
+
+        return spectrum(self)
+
     # -- ports and arithmetic ------------------------------------------------------------
 
     @property

@@ -12,7 +12,7 @@
 # `apt-get update` only when installing from the current lists fails.
 set -euo pipefail
 
-PACKAGES=(jackd2 libportaudio2 liblo-tools)
+PACKAGES=(jackd2 libportaudio2 liblo-tools chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
