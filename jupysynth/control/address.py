@@ -19,6 +19,7 @@ message                                                 effect
 ``/mix/inputs <id:i> [<src_id:i> <port:i>]...``         replace a Mix's inputs
 ``/out/add <id:i> [<port:i>]``                          send a module to the output
 ``/out/remove <id:i>``                                  take it off the output
+``/fade <seconds:f>``                                   crossfade the changes at its frame
 ``/panic``                                              silence: remove everything
 ``/sync <token:i>``                                     reply once all before it applied
 ``/status``                                             reply with the engine's state
@@ -167,6 +168,12 @@ ADDRESSES: dict[str, Address] = {
             optional=_a("port:i"),
         ),
         Address("/out/remove", "take every channel of a module off the output", _a("id:i")),
+        Address(
+            "/fade",
+            "crossfade the graph changes at this frame: outputs removed fade out (their "
+            "modules live until then), outputs added fade in",
+            _a("seconds:f"),
+        ),
         Address(
             "/panic",
             "fade out over the rest of the block, then remove every module, "

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EngineError, JupysynthError
+from ..errors import EngineError, JupysynthError, ParamError
 from ..renderer import Renderer
 from .patch import PatchTable
 
@@ -42,6 +42,8 @@ log = logging.getLogger("jupysynth.engine")
 MAX_AHEAD_SECONDS = 3600.0
 #: Scheduled messages waiting; a flood beyond this is refused, not stored.
 MAX_PENDING = 100_000
+#: The longest crossfade ``/fade`` accepts.
+MAX_FADE_SECONDS = 10.0
 
 Sender = tuple[str, int]
 # (frame or None for untagged, sequence number, address, args, sender)
@@ -108,7 +110,7 @@ class EngineCore:
         self._carry: list[Op] = []  # due this block but after a /panic: next block
         self._records: deque[RecordJob] = deque()
         self._recording: list[RecordJob] = []
-        self._playing = False  # any module to render
+        self._fade = 0  # frames of crossfade for the graph change being applied
         self._zeros = np.zeros((self.blocksize, 2), dtype=np.float32)
         self.wake = threading.Event()  # set on every submit: an idle clock may sleep on it
 
@@ -152,7 +154,8 @@ class EngineCore:
     @property
     def playing(self) -> bool:
         """True when there is any module to render."""
-        return self._playing
+        # the renderer's own view: a crossfade keeps leaving modules until it ends
+        return bool(self.renderer.nodes)
 
     def pending(self) -> bool:
         """True when a message waits to be applied at or before the next block."""
@@ -191,7 +194,7 @@ class EngineCore:
                 self._start_records(start)
             if self._now or self._carry or (self._heap and self._heap[0][0] < end):
                 self._render_with_ops(dst, start, end)
-            elif self._playing:
+            elif self.renderer.nodes:
                 np.copyto(dst, self.renderer.process(self.blocksize))
             else:
                 np.copyto(dst, self._zeros)
@@ -247,6 +250,7 @@ class EngineCore:
                     rebuild.append(op[4])
             if rebuild:
                 self._rebuild(rebuild)
+            self._fade = 0  # a /fade applies to the changes at its own frame only
             if pos >= bs:
                 return
             # 2. in-block events for plain numbers, up to the next graph change
@@ -267,7 +271,7 @@ class EngineCore:
             pos = nxt
 
     def _render(self, dst: np.ndarray, a: int, b: int, events: list) -> None:
-        if self._playing:
+        if self.renderer.nodes:
             dst[a:b] = self.renderer.process(b - a, events)
         else:
             dst[a:b] = 0.0
@@ -329,6 +333,14 @@ class EngineCore:
             if address == "/out/remove":
                 table.out_remove(args[0])
                 return True
+            if address == "/fade":
+                seconds = args[0]
+                if not 0.0 <= seconds <= MAX_FADE_SECONDS:
+                    raise ParamError(
+                        f"/fade {seconds:g} s is out of range; use 0 to {MAX_FADE_SECONDS:g} s"
+                    )
+                self._fade = int(round(seconds * self.samplerate))
+                return False
             if address == "/sync":
                 self._reply(sender, "/synced", (args[0],), "i")
                 return False
@@ -342,7 +354,10 @@ class EngineCore:
         try:
             # every module runs from its /module/new, heard or not, as every module of
             # a patch runs from frame 0 offline: a modulator connected later is in phase
-            self.renderer.update(table.nodes, list(table.outputs))
+            if self._fade:
+                self.renderer.update(table.nodes, list(table.outputs), fade=self._fade)
+            else:
+                self.renderer.update(table.nodes, list(table.outputs))
         except Exception as exc:  # noqa: BLE001 - a bug here must not stop the sound
             log.error("rebuilding the patch failed:\n%s", traceback.format_exc())
             for sender in set(senders):
@@ -351,12 +366,11 @@ class EngineCore:
                 )
             table.clear()
             self.renderer.update({}, [])
-        self._playing = bool(self.renderer.nodes)
 
     def _panic(self, dst: np.ndarray, pos: int, op: Op, rest: list) -> None:
         """Fade out over the rest of the block, then forget everything sent before the panic."""
         bs = self.blocksize
-        if self._playing and pos < bs:
+        if self.renderer.nodes and pos < bs:
             n = bs - pos
             out = self.renderer.process(n)
             dst[pos:] = out * np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]

@@ -123,7 +123,12 @@ class Player:
 
     # -- play / stop -------------------------------------------------------------------------
 
-    def play(self, patch: Module | Port | Iterable[Module | Port], at: float | None = None) -> None:
+    def play(
+        self,
+        patch: Module | Port | Iterable[Module | Port],
+        at: float | None = None,
+        fade: float = 0.0,
+    ) -> None:
         """Send what the engine lacks of ``patch`` and add it to the output.
 
         Parameters
@@ -132,6 +137,8 @@ class Player:
             What to hear, as for :func:`jupysynth.render`.
         at : float, optional
             Unix time to start at, to the sample; default: the next block.
+        fade : float, optional
+            Seconds to fade in over (0: start at once).
 
         Raises
         ------
@@ -141,6 +148,8 @@ class Player:
         ports = as_outputs(patch)
         with self._lock:
             order, messages = self._new(p.module for p in ports)
+            if fade > 0:
+                messages.append(("/fade", float(fade)))
             messages += [("/out/add", p.module.id, p.index) for p in ports]
             for m in order:
                 self.modules[m.id] = m
@@ -168,8 +177,10 @@ class Player:
             self.modules.pop(m.id, None)
         client.sync()
 
-    def stop(self, patch: Module | Port | Iterable[Module | Port]) -> None:
+    def stop(self, patch: Module | Port | Iterable[Module | Port], fade: float = 0.0) -> None:
         """Take ``patch`` off the output and free the modules nothing else plays.
+
+        ``fade`` is in seconds: the modules play on, fading out, until it ends.
 
         Raises
         ------
@@ -184,7 +195,8 @@ class Player:
                     self.modules[i]._short() if i in self.modules else f"#{i}" for i in missing
                 )
                 raise EngineError(f"{names} is not playing on this engine; nothing to stop")
-            messages: list[tuple] = [("/out/remove", i) for i in ids]
+            messages: list[tuple] = [("/fade", float(fade))] if fade > 0 else []
+            messages += [("/out/remove", i) for i in ids]
             for i in ids:
                 del self.roots[i]
             keep: set[int] = set()
@@ -269,14 +281,22 @@ def play(
     patch: Module | Port | Iterable[Module | Port],
     engine: Engine | None = None,
     at: float | None = None,
+    fade: float = 0.0,
 ) -> None:
-    """Play ``patch`` on ``engine`` (default: :func:`default_engine`, started if needed)."""
-    _player(engine).play(patch, at)
+    """Play ``patch`` on ``engine`` (default: :func:`default_engine`, started if needed).
+
+    ``at`` is a Unix time to start at, to the sample; ``fade`` seconds of fade-in.
+    """
+    _player(engine).play(patch, at, fade)
 
 
-def stop(patch: Module | Port | Iterable[Module | Port], engine: Engine | None = None) -> None:
-    """Stop ``patch`` on ``engine`` (default: :func:`default_engine`)."""
-    _player(engine, start=False).stop(patch)
+def stop(
+    patch: Module | Port | Iterable[Module | Port],
+    engine: Engine | None = None,
+    fade: float = 0.0,
+) -> None:
+    """Stop ``patch`` on ``engine`` (default: :func:`default_engine`); ``fade`` in seconds."""
+    _player(engine, start=False).stop(patch, fade)
 
 
 def panic(engine: Engine | None = None) -> None:

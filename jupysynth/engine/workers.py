@@ -71,6 +71,7 @@ CULPRIT_WINDOW = 30.0
 _START_TIMEOUT = 120.0
 
 _MIX_OUT = kernels.load("bus.mix_out")
+_MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
 _BLOCK = struct.Struct("<I")
 
@@ -157,6 +158,7 @@ class PoolRenderer:
         self._spare: _Worker | None = None
         self._spare_pending = False
         self._reassign = False  # a worker died: give its modules to the others or a spare
+        self._fade: tuple | None = None  # (nodes, outputs, modes, done, length) while fading
         self._failed = False  # a worker died during the current assignment
         started: list[Any] = []
         try:
@@ -375,10 +377,26 @@ class PoolRenderer:
         if slot is not None and self._slots[slot] is not None:
             self._slots[slot].sets.append((node_id, name, value, ramp))
 
-    def update(self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]]) -> None:
-        """Replace the patch; modules that stay (or move) keep their state."""
-        self.nodes = dict(nodes)
-        self.outputs = list(outputs)
+    def update(
+        self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]], fade: int = 0
+    ) -> None:
+        """Replace the patch; modules that stay (or move) keep their state.
+
+        ``fade`` crossfades over that many frames, as :meth:`Renderer.update` does:
+        leaving outputs fade out, arriving ones in, then what only the old patch
+        used is dropped.
+        """
+        if fade > 0 and self.outputs:
+            old, new = list(self.outputs), list(outputs)
+            merged = [o for o in old if o not in new] + new
+            modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
+            self._fade = (dict(nodes), new, modes, 0, int(fade))
+            self.nodes = {**self.nodes, **nodes}
+            self.outputs = merged
+        else:
+            self._fade = None
+            self.nodes = dict(nodes)
+            self.outputs = list(outputs)
         self.disabled &= set(self.nodes)
         self._assign()
 
@@ -473,6 +491,14 @@ class PoolRenderer:
         self._where = {i: s for i, s in where.items() if self._slots[s] is not None}
         self._left = np.asarray(left, dtype=np.int64)
         self._right = np.asarray(right, dtype=np.int64)
+        if self._fade is not None:
+            modes = self._fade[2]
+            self._lmode = np.asarray(
+                [modes[o] for o in self.outputs if o[2] == 1 or o[1] == 0], dtype=np.int64
+            )
+            self._rmode = np.asarray(
+                [modes[o] for o in self.outputs if o[2] == 1 or o[1] != 0], dtype=np.int64
+            )
 
     def _request(self, slot: int, msg: tuple) -> bytes | None:
         """Send one request and wait for its reply; a worker that fails it is replaced."""
@@ -532,7 +558,26 @@ class PoolRenderer:
                     continue
                 if reply != b"K":
                     self.faults.update(pickle.loads(reply)[1])
-        _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
+        if self._fade is None:
+            _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
+        else:
+            nodes, outputs, modes, done, length = self._fade
+            _MIX_OUT_FADE(
+                0,
+                frames,
+                self.bus,
+                self._left,
+                self._right,
+                self._lmode,
+                self._rmode,
+                done,
+                length,
+                self.out,
+            )
+            done += frames
+            self._fade = (nodes, outputs, modes, done, length)
+            if done >= length:
+                self.update(nodes, outputs)  # faded: drop what only the old patch used
         if not _ALL_FINITE(self.out, 0, frames):
             # every module's own NaN is caught in its worker; this is a sum overflowing
             np.nan_to_num(self.out[:frames], copy=False, nan=0.0, posinf=0.0, neginf=0.0)

@@ -447,3 +447,17 @@ def test_status_reports_the_clock(engine):
 def test_packets_with_only_padding_are_ignored_safely(engine, client):
     client.send_raw(struct.pack(">i", 0) * 4)
     assert "not an OSC packet" in client.sync()[0][1]
+
+
+def test_play_and_stop_with_a_fade(engine):
+    osc = js.Sine(freq=1000, amp=0.5)
+    play(osc, engine, fade=0.1)
+    x = engine.record(0.3)[:, 0]
+    assert np.abs(x[-4800:]).max() == pytest.approx(0.5, abs=1e-3)
+    stop(osc, engine, fade=0.2)
+    assert engine.status()["modules"] == 0  # freed at once, heard until faded
+    y = engine.record(0.4)[:, 0]
+    early, late = np.abs(y[:2400]).max(), np.abs(y[-4800:]).max()
+    assert 0.05 < early < 0.5 and late == 0.0
+    env = [np.abs(y[k : k + 480]).max() for k in range(0, 4800, 480)]
+    assert all(b <= a + 1e-6 for a, b in zip(env, env[1:]))  # fading, never rising

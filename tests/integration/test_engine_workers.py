@@ -185,3 +185,28 @@ def test_workers_die_with_a_sigkilled_engine_and_leave_nothing():
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
     assert {n for n in os.listdir("/dev/shm") if not n.startswith("jack")} == shm
     assert children_of(os.getpid()) == kids
+
+
+def test_a_crossfade_sounds_the_same_with_and_without_workers():
+    takes = []
+    for workers in (0, 2):
+        a, b = js.Saw(freq=220, amp=0.3), js.Triangle(freq=330, amp=0.3)
+        with Engine(headless=True, workers=workers) as engine:
+            t = engine.time_of(engine.frame_at(time.time() + 0.3))
+            play(a, engine, at=t)
+            engine.send_bundle([("/module/new", b.id, "Triangle", spec(b))], at=t)
+            engine.send_bundle(
+                [
+                    ("/fade", 0.05),
+                    ("/out/remove", a.id),
+                    ("/module/free", a.id),
+                    ("/out/add", b.id),
+                ],
+                at=t + 0.1,
+            )
+            takes.append(engine.record(0.2, at=t))
+            status = engine.status()
+            assert (status["modules"], status["outputs"], status["late"]) == (1, 1, 0)
+    assert np.array_equal(takes[0], takes[1])
+    offline_a = js.render(a, 0.2, SR, BS)
+    np.testing.assert_array_equal(takes[0][: int(0.1 * SR)], offline_a[: int(0.1 * SR)])

@@ -219,3 +219,27 @@ def test_skip_moves_the_clock_without_rendering_and_records_silence():
     c.core.skip(2000)
     assert job.done.is_set() and not job.buf.any()
     assert c.core.frame == BS + 2000
+
+
+def test_fade_crossfades_the_changes_at_its_frame_and_keeps_freed_modules_until_it_ends():
+    c = Core()
+    one, half = js.MulAdd(0.0, 0.0, 1.0), js.MulAdd(0.0, 0.0, 0.5)
+    create(c, [one], one)
+    c.send("/module/new", half.id, "MulAdd", spec(half))
+    c.block()
+    # one bundle: fade over 256 frames, swap the outputs, free the leaving module
+    for address, *args in [
+        ("/fade", 256 / SR),
+        ("/out/remove", one.id),
+        ("/module/free", one.id),
+        ("/out/add", half.id),
+    ]:
+        c.send(address, *args, frame=c.core.frame)
+    x = np.concatenate([c.block()[:, 0] for _ in range(3)])
+    ramp = np.arange(1, 257) / 256
+    np.testing.assert_allclose(x[:256], 1.0 - ramp + 0.5 * ramp, atol=1e-6)
+    assert np.all(x[256:] == 0.5)
+    assert one.id not in c.core.renderer.nodes  # dropped once faded
+    c.send("/fade", 11.0)
+    c.block()
+    assert "out of range" in c.errors[-1][2]
