@@ -12,8 +12,9 @@ driver (an rtmixer ring buffer, or a wall clock when headless).
 
 Layout: ``engine.py`` (the kernel's handle), ``play.py`` (``play``/``stop``/
 ``panic``), ``child.py`` (the process), ``core.py`` (the block clock and
-message scheduling), ``patch.py`` (the authoritative patch) and
-``drivers.py`` (device or headless clock).
+message scheduling), ``patch.py`` (the authoritative patch),
+``drivers.py`` (device or headless clock), ``workers.py`` (the worker pool,
+``Engine(workers=N)``) and ``worker.py`` (a worker process).
 """
 
 from ..errors import EngineError
