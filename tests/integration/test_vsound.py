@@ -51,25 +51,22 @@ CHANNELS = 2
 
 
 @pytest.fixture(scope="module")
-def card():
-    """One virtual sound card for the module: jackd is started only once."""
-    if _MISSING is not None:
-        # Only reached under CI: fail each test (but not the whole session)
-        # rather than let a missing install step pass as "skipped".
-        pytest.fail(f"{_MISSING}; CI must run scripts/install-system-deps.sh", pytrace=False)
-    vcard = VirtualSoundCard(samplerate=SAMPLERATE, period=PERIOD)
-    vcard.start()
-    index = vcard.device_index()
+def card(sound_card):
+    """The session's virtual sound card (tests/conftest.py): jackd starts once per run.
+
+    Stopping a JACK server under a PortAudio that has it open aborts the
+    process, so no test here stops the session's card; the stop test below
+    starts and stops a card of its own in a child process.
+    """
+    index = sound_card.device_index()
     info = sd.query_devices(index)
     print(
-        f"\n[vsound] jackd {'started, pid ' + str(vcard.pid) if vcard.started else 'reused'}; "
-        f"device {index}: {info['name']!r} "
+        f"\n[vsound] device {index}: {info['name']!r} "
         f"({sd.query_hostapis(info['hostapi'])['name']}, "
-        f"{info['max_input_channels']} in, {info['max_output_channels']} out, "
-        f"{info['default_samplerate']:g} Hz); PortAudio lib {sd._libname}"
+        f"{info['max_input_channels']} in, {info['max_output_channels']} out); "
+        f"PortAudio lib {sd._libname}"
     )
-    yield vcard
-    vcard.stop()
+    return sound_card
 
 
 def _peak_frequency(x: np.ndarray, fs: float) -> float:
@@ -292,17 +289,38 @@ def test_jackd_dies_with_sigkilled_parent(card):
     assert not VirtualSoundCard(server_name=server).is_server_running()
 
 
-def test_stop_leaves_no_jackd(card):
-    """After stop() the jackd we started is gone (must run last: it stops the card)."""
+_STOP_CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from vsound import VirtualSoundCard
+    card = VirtualSoundCard(server_name=sys.argv[2]).start()
     pid = card.pid
     card.stop()
     card.stop()  # idempotent
-    assert card.pid is None
-    if not card.started:
-        pytest.skip("a JACK server was already running; the card did not start one")
+    print(pid, card.pid, card.started, card.is_server_running(), flush=True)
+    """
+)
+
+
+def test_stop_leaves_no_jackd(card):
+    """After stop() the jackd a card started is gone, and stopping twice is harmless."""
+    # A fixed server name of its own (see the SIGKILL test), in a child process:
+    # the session card, which PortAudio here has open, must keep running.
+    server = "jupysynth-vsound-stop"
+    out = subprocess.run(
+        [sys.executable, "-c", _STOP_CHILD, str(TESTS_DIR), server],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=dict(os.environ, JACK_DEFAULT_SERVER=server),
+    )
+    fields = out.stdout.split()
+    assert len(fields) == 4, out.stdout + out.stderr
+    pid, after, started, running = fields
+    assert started == "True" and after == "None" and running == "False"
     assert not Path(f"/proc/{pid}").exists()
     pgrep = subprocess.run(["pgrep", "-x", "jackd"], capture_output=True, text=True, check=False)
-    assert str(pid) not in pgrep.stdout.split()
-    assert not card.is_server_running()
-    # PortAudio was re-initialised without the server: no JACK host API left.
-    assert "JACK Audio Connection Kit" not in [a["name"] for a in sd.query_hostapis()]
+    assert pid not in pgrep.stdout.split()
+    assert not VirtualSoundCard(server_name=server).is_server_running()
