@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import PatchError
-from .graph import Module, NodeSpec, module_types
+from .graph import PYTHON_KERNEL, SAMPLE_KERNEL, Module, NodeSpec, module_types
 
 __all__ = ["Binding", "Group", "Schedule", "compile_schedule", "find_cycle"]
 
@@ -171,15 +171,17 @@ def compile_schedule(
     for i in live:
         level_of(i)
 
-    buckets: dict[tuple[int, str], list[int]] = {}
+    # the generic kernels of cell-written modules run each type's own code: one group per type
+    buckets: dict[tuple[int, str, str], list[int]] = {}
     for i, spec in live.items():
-        buckets.setdefault((level[i], spec.kernel), []).append(i)
+        own = spec.type if spec.kernel in (PYTHON_KERNEL, SAMPLE_KERNEL) else ""
+        buckets.setdefault((level[i], spec.kernel, own), []).append(i)
 
     slot_of: dict[tuple[int, int], int] = {}
     next_slot = ZERO_SLOT + 1
     groups: list[Group] = []
-    for lvl, kernel in sorted(buckets):
-        ids = buckets[(lvl, kernel)]
+    for lvl, kernel, own in sorted(buckets):
+        ids = buckets[(lvl, kernel, own)]
         cls = types[live[ids[0]].type]
 
         def order_key(i: int) -> tuple:

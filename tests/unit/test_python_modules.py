@@ -173,3 +173,12 @@ def test_a_per_sample_function_that_does_not_compile_is_reported():
     with pytest.warns(js.JupysynthWarning, match="Bad#"):
         x = js.render([good, Bad(js.Saw())], 0.05)
     np.testing.assert_array_equal(x, js.render(good, 0.05))
+
+
+def test_two_cell_written_types_at_one_level_render_each_its_own_code():
+    saw = js.Saw(freq=110)
+    pairs = [(Fold(saw, amount=3.0), Smooth(saw)), (Shaper(saw, drive=3.0), Leaky(saw))]
+    for a, b in pairs:
+        np.testing.assert_array_equal(
+            js.render([a, b], 0.05), js.render(a, 0.05) + js.render(b, 0.05)
+        )
