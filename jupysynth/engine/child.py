@@ -284,10 +284,26 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = threading.Event()
 
+    # A signal handler runs between two bytecodes of the main thread, possibly
+    # inside Event.set() holding its lock: calling stop.set() there deadlocked
+    # the engine for good (seen when a kernel died).  The handler only writes a
+    # byte; a thread turns it into stop.set(), and SIGALRM's default action ends
+    # the process if the clean stop stalls.
+    wake_r, wake_w = os.pipe()
+
     def on_term(signum: int, frame: Any) -> None:
+        signal.alarm(int(_EXIT_GRACE) + 1)
+        try:
+            os.write(wake_w, b"\0")
+        except OSError:
+            pass
+
+    def relay() -> None:
+        os.read(wake_r, 1)
         stop.set()
         _watchdog("SIGTERM")
 
+    threading.Thread(target=relay, name="jupysynth-sigterm", daemon=True).start()
     signal.signal(signal.SIGTERM, on_term)
     # the OSC thread must never hold the GIL for long while a block is due
     sys.setswitchinterval(0.0005)

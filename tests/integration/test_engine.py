@@ -461,3 +461,25 @@ def test_play_and_stop_with_a_fade(engine):
     assert 0.05 < early < 0.5 and late == 0.0
     env = [np.abs(y[k : k + 480]).max() for k in range(0, 4800, 480)]
     assert all(b <= a + 1e-6 for a, b in zip(env, env[1:]))  # fading, never rising
+
+
+def test_a_burst_of_sigterms_stops_the_engine():
+    """Half a second of SIGTERMs (a dying kernel sends its parent-death signal and a
+    process-group kill) ends the engine.  A handler that took a lock once deadlocked it
+    that way; this timing-dependent case is not reproduced every run, the exit is checked."""
+    eng = Engine(headless=True, port=0)
+    eng.start()
+    pid = eng.pid
+    try:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                break
+        deadline = time.monotonic() + 8.0
+        while eng._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert eng._proc.poll() is not None, "the engine survived SIGTERM"
+    finally:
+        eng.stop()
