@@ -1,6 +1,8 @@
 """The demo: a short acid line with a pad, rendered from one patch and a list of note events.
 
-``python -m jupysynth demo`` renders it to ``demo.wav`` and ``demo.png``.
+``python -m jupysynth demo`` plays it live on the default sound device (or the
+one given with ``--device``) and, where there is no device, renders it to
+``demo.wav`` and ``demo.png`` instead.
 """
 
 from __future__ import annotations
@@ -93,3 +95,28 @@ def render_demo(directory: str | Path = ".", bars: int = 4) -> tuple[Path, Path]
     png = out / "demo.png"
     plot(x, path=png, title="jupysynth demo: acid line, pad and hats")
     return wav, png
+
+
+def play_demo(device: int | str | None = None, bars: int = 4) -> dict | None:
+    """Play the demo live: the patch on the engine, every note a time-tagged bundle.
+
+    Returns
+    -------
+    dict or None
+        The engine's status after playing, or None when there is no output
+        device (the engine would only run headless): then nothing was played.
+    """
+    import time
+
+    from .engine import Engine, play
+
+    outputs, events = build(bars)
+    with Engine(device=device) as engine:
+        if engine.info.get("headless"):
+            return None
+        t0 = time.time() + 0.5  # time to send every bundle before the first note
+        play(outputs, engine, at=t0)
+        for t, module, name, value in sorted(events, key=lambda e: e[0]):
+            engine.send_bundle([("/param/set", module.id, name, float(value))], at=t0 + t)
+        time.sleep(max(0.0, t0 + seconds(bars) - time.time()))
+        return engine.status()

@@ -122,7 +122,17 @@ def test_write_wav_int16_and_float32(tmp_path):
 
 def test_demo_command_writes_a_wav_and_a_png(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "jupysynth", "demo", "--out", str(tmp_path), "--bars", "1"],
+        [
+            sys.executable,
+            "-m",
+            "jupysynth",
+            "demo",
+            "--offline",
+            "--out",
+            str(tmp_path),
+            "--bars",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
