@@ -172,6 +172,7 @@ class Renderer:
         self._where: dict[int, tuple[_Runtime, int]] = {}
         self._processors: dict[int, Module] = {}  # instances of modules written in Python
         self._stale = False  # a module was muted mid-span: rebuild after it
+        self._ramping: list[_Runtime] = []  # groups with a glide pending for the next block
         # a crossfade in progress: (nodes, outputs, modes, frames done, length)
         self._fade: tuple | None = None
         self._compile()
@@ -255,6 +256,7 @@ class Renderer:
         self.schedule = sched
         self.bus = bus
         self._runtimes = runtimes
+        self._ramping = []  # the new runtimes start from their target values
         self._posts = [rt for rt in runtimes if rt.post is not None]
         self._where = where
         self._left = np.asarray(sched.left, dtype=np.int64)
@@ -396,6 +398,8 @@ class Renderer:
         if ramp and p.binding.kind == "const":
             if p.ramp_from is None:
                 p.ramp_from = p.vals.copy()
+                if not rt.ramps:
+                    self._ramping.append(rt)
                 rt.ramps.append(p)
             p.vals[k] = value
             return
@@ -435,6 +439,15 @@ class Renderer:
         self.disabled &= set(self.nodes)
         self._compile()
 
+    def revive(self, ids: Iterable[int]) -> None:
+        """Unmute modules whose code was replaced (a redefined class); they render again.
+
+        Takes effect at the next :meth:`update`, which also swaps them to the new class.
+        """
+        for i in ids:
+            self.disabled.discard(i)
+            self.faults.pop(i, None)
+
     # -- rendering -----------------------------------------------------------------------
 
     def process(self, frames: int, events: Sequence[tuple[int, int, str, Any]] = ()) -> np.ndarray:
@@ -456,7 +469,10 @@ class Renderer:
         """
         if frames > self.blocksize:
             raise ParamError(f"cannot render {frames} frames in one block of {self.blocksize}")
-        ramps = [rt for rt in self._runtimes if rt.ramps]
+        # no list is built per block unless something glides (RT-04: no allocation)
+        ramps = self._ramping
+        if ramps:
+            self._ramping = []
         for rt in ramps:
             for p in rt.ramps:
                 _RAMP(0, frames, self.bus, p.col, p.ramp_from, p.vals)
@@ -482,7 +498,7 @@ class Renderer:
             rt.ramps.clear()
             rt.fn = rt.fixed or rt.general
         self.frame += frames
-        return self.out[:frames]
+        return self.out if frames == self.blocksize else self.out[:frames]
 
     def _render_span(self, a: int, b: int, sr: float) -> None:
         bus = self.bus
