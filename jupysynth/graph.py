@@ -20,11 +20,13 @@ import difflib
 import itertools
 import math
 import numbers
+import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import ParamError, PatchError
+from .errors import JupysynthWarning, ParamError, PatchError
 
 __all__ = [
     "Param",
@@ -36,6 +38,9 @@ __all__ = [
     "NodeSpec",
     "snapshot",
     "module_types",
+    "register_type",
+    "type_name",
+    "watch_types",
 ]
 
 _ids = itertools.count(1)
@@ -230,7 +235,8 @@ class Module:
         if cls.kernel:
             # redefining a class (a cell run again) replaces it: running
             # instances are swapped to the new code at the next rebuild
-            Module._registry[type_name(cls)] = cls
+            register_type(cls)
+            _announce(cls)
 
     def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
         object.__setattr__(self, "id", next(_ids))
@@ -461,6 +467,46 @@ class Module:
 _UNBOUNDED = 1e30
 PYTHON_KERNEL = "python"
 SAMPLE_KERNEL = "sample"
+
+
+def register_type(cls: type[Module]) -> None:
+    """Make ``cls`` the module type of its :func:`type_name`, replacing any earlier one.
+
+    Defining a subclass registers it; this is for a class that arrives without
+    running its class statement (unpickled in the engine, where cloudpickle
+    builds it empty and fills it afterwards, so ``__init_subclass__`` saw no kernel).
+    """
+    Module._registry[type_name(cls)] = cls
+
+
+# bound methods called with every module class defined in this process, held weakly
+# so a forgotten engine's player does not live on in the class machinery
+_type_watchers: list[weakref.WeakMethod] = []
+
+
+def watch_types(method: Callable[[type[Module]], None]) -> None:
+    """Call ``method(cls)`` whenever a module class with a kernel is (re)defined here.
+
+    Parameters
+    ----------
+    method : bound method
+        Held weakly: it stops being called when its object is collected.
+        It runs inside the class statement, so it must not raise; an exception
+        it raises becomes a warning.
+    """
+    _type_watchers[:] = [w for w in _type_watchers if w() is not None]
+    _type_watchers.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
+def _announce(cls: type[Module]) -> None:
+    for ref in list(_type_watchers):
+        method = ref()
+        if method is None:
+            continue
+        try:
+            method(cls)
+        except Exception as exc:  # noqa: BLE001 - a class statement must not fail for it
+            warnings.warn(f"{cls.__qualname__}: {exc}", JupysynthWarning, stacklevel=4)
 
 
 def type_name(cls: type[Module]) -> str:

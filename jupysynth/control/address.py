@@ -14,6 +14,7 @@ message                                                 effect
 ======================================================  =================================
 ``/module/new <id:i> <type:s> [<spec_json:s>]``         create a module
 ``/module/free <id:i>``                                 delete a module nothing reads
+``/type/define <name:s> <class:b>``                     define or redefine a module type
 ``/param/set <id:i> <name:s> <value:f>``                set a parameter to a number
 ``/param/connect <id:i> <name:s> <src_id:i> <port:i>``  drive a parameter by a signal
 ``/mix/inputs <id:i> [<src_id:i> <port:i>]...``         replace a Mix's inputs
@@ -24,6 +25,8 @@ message                                                 effect
 ``/sync <token:i>``                                     reply once all before it applied
 ``/status``                                             reply with the engine's state
 ``/ping [any...]``                                      reply ``/pong`` with the same
+``/tap/open <id:i> <module:i> <port:i> <shm_name:s>``   copy a module output to a ring
+``/tap/close <id:i>``                                   stop copying, let the ring go
 ======================================================  =================================
 
 Replies (sent to the address and port the message came from)
@@ -48,6 +51,32 @@ in a bundle tagged "immediately", applies at the start of the next block;
 turned by hand makes no zipper noise.  A tag already in the past applies at
 the next block, without a glide, and counts as ``late`` in ``/status``.
 
+Module types written in Python
+------------------------------
+``/type/define`` carries ``cloudpickle.dumps(cls)`` of a :class:`~jupysynth.Module`
+subclass written in a notebook cell, registered under ``name``
+(``"__main__.Fold"``, see :func:`jupysynth.graph.type_name`).  It applies at its
+place on the clock like ``/module/new``, so a bundle may define a type and create
+modules of it; redefining a type that plays swaps its running instances to the
+new code at that block, keeping their state.  The blob must fit one datagram
+(about 64 KB): the kernel's :class:`~jupysynth.engine.play.Player` refuses a
+larger class with an error saying so.
+
+.. warning::
+   Unpickling runs code: whoever can send ``/type/define`` runs any Python in
+   the engine process.  The engine listens on ``127.0.0.1`` by default; keep it
+   there unless you trust every machine on the network you open it to.
+
+Scope taps
+----------
+``/tap/open`` asks the engine to copy output ``port`` of module ``module`` into
+the POSIX shared-memory segment ``shm_name`` (``/dev/shm/<shm_name>``, created
+by the sender: an int64 frame counter, padding to 64 bytes, then a float32 ring
+filling the rest) after every block it renders, until ``/tap/close`` with the
+same ``id``.  It costs the engine nothing while no tap is open.  The sender owns
+the segment and unlinks it after ``/tap/close``; the engine unlinks those still
+open when it stops.  See :mod:`jupysynth.control.tap`.
+
 Module specs
 ------------
 ``spec_json`` of ``/module/new`` is a JSON object with optional keys
@@ -55,7 +84,8 @@ Module specs
 signal), ``options`` (construction options, e.g. ``{"shape": "square"}``),
 ``inputs`` (a Mix's ``[[src_id, port], ...]``) and ``name``.  Omitted
 parameters take their defaults.  ``type`` is a module class name (``Sine``,
-``LowPass``, ``Mix``...); ids are chosen by the client.
+``LowPass``, ``Mix``...) or a type defined with ``/type/define``; ids are
+chosen by the client.
 
 Examples
 --------
@@ -88,7 +118,8 @@ class OscArgError(ValueError):
 
 @dataclass(frozen=True)
 class Arg:
-    """One argument: its name and OSC type tag (``i`` int32, ``f`` float32, ``s`` string)."""
+    """One argument: its name and OSC type tag (``i`` int32, ``f`` float32, ``s`` string,
+    ``b`` blob)."""
 
     name: str
     type: str
@@ -146,6 +177,13 @@ ADDRESSES: dict[str, Address] = {
             _a("id:i"),
         ),
         Address(
+            "/type/define",
+            "define or redefine module type `name` from a cloudpickled class (runs its "
+            "code: keep the engine on 127.0.0.1); modules of it that play swap to the "
+            "new code, keeping their state",
+            _a("name:s", "class:b"),
+        ),
+        Address(
             "/param/set",
             "set a parameter to a number (disconnects a signal)",
             _a("id:i", "name:s", "value:f"),
@@ -183,6 +221,13 @@ ADDRESSES: dict[str, Address] = {
             "/sync", "reply /synced once every message received before it is applied", _a("token:i")
         ),
         Address("/status", "reply /status/reply with the engine's state", timed=False),
+        Address(
+            "/tap/open",
+            "after each block, copy output `port` of module `module` into the shared-memory "
+            "ring `shm_name` (see Scope taps), as tap `id`",
+            _a("id:i", "module:i", "port:i", "shm_name:s"),
+        ),
+        Address("/tap/close", "stop writing tap `id` and let go of its ring", _a("id:i")),
         Address("/ping", "reply /pong with the same arguments", any_args=True, timed=False),
     )
 }
@@ -255,13 +300,15 @@ def _coerce(path: str, arg: Arg, value: object) -> object:
         return float(value)  # type: ignore[arg-type]
     if arg.type == "s" and t == "s":
         return value
+    if arg.type == "b" and t == "b":
+        return bytes(value)  # type: ignore[arg-type]
     raise OscArgError(
         f"{path}: argument {arg.name} must be of type {arg.type!r} "
         f"({_TYPE_NAMES[arg.type]}), got {t!r} {value!r}"
     )
 
 
-_TYPE_NAMES = {"i": "an integer", "f": "a number", "s": "a string"}
+_TYPE_NAMES = {"i": "an integer", "f": "a number", "s": "a string", "b": "a blob"}
 
 
 def check_args(path: str, params: list[object]) -> tuple[object, ...]:

@@ -40,7 +40,7 @@ NTP_DELTA = 2208988800
 
 _BUNDLE = b"#bundle\x00"
 _MAX_DEPTH = 8  # nested bundles: enough for any sane client, bounded for a hostile one
-_ARG_TYPES = frozenset("ifdshTFN")
+_ARG_TYPES = frozenset("ifdshbTFN")
 
 
 class PacketError(ValueError):
@@ -72,9 +72,9 @@ def encode_message(address: str, args: Sequence[object] = (), types: str | None 
     args : sequence
         The arguments.
     types : str, optional
-        One type tag per argument (``i``, ``h``, ``f``, ``d``, ``s``, ``T``,
-        ``F``, ``N``); guessed from the Python types when omitted
-        (int ``i``, float ``f``, str ``s``).
+        One type tag per argument (``i``, ``h``, ``f``, ``d``, ``s``, ``b``,
+        ``T``, ``F``, ``N``); guessed from the Python types when omitted
+        (int ``i``, float ``f``, str ``s``, bytes ``b``).
     """
     if types is None:
         types = "".join(_guess(a) for a in args)
@@ -92,6 +92,8 @@ def encode_message(address: str, args: Sequence[object] = (), types: str | None 
             parts.append(osc_types.write_double(float(value)))  # type: ignore[arg-type]
         elif t == "s":
             parts.append(osc_types.write_string(str(value)))
+        elif t == "b":
+            parts.append(osc_types.write_blob(bytes(value)))  # type: ignore[call-overload]
         elif t not in "TFN":
             raise PacketError(f"{address}: cannot encode type tag {t!r}")
     return b"".join(parts)
@@ -110,6 +112,8 @@ def _guess(value: object) -> str:
         return "f"
     if isinstance(value, str):
         return "s"
+    if isinstance(value, (bytes, bytearray)):
+        return "b"
     raise PacketError(f"cannot send {type(value).__name__} {value!r} over OSC")
 
 
@@ -191,7 +195,7 @@ def _decode_message(data: bytes) -> tuple[str, list[object]]:
         if t not in _ARG_TYPES:
             raise PacketError(
                 f"{address}: argument type {t!r} is not used by jupysynth "
-                "(use i, h, f, d, s, T, F or N)"
+                "(use i, h, f, d, s, b, T, F or N)"
             )
         if t == "i":
             value, index = osc_types.get_int(data, index)
@@ -205,7 +209,22 @@ def _decode_message(data: bytes) -> tuple[str, list[object]]:
             value, index = osc_types.get_double(data, index)
         elif t == "s":
             value, index = osc_types.get_string(data, index)
+        elif t == "b":
+            value, index = _get_blob(address, data, index)
         else:
             value = {"T": True, "F": False, "N": None}[t]
         args.append(value)
     return address, args
+
+
+def _get_blob(address: str, data: bytes, index: int) -> tuple[bytes, int]:
+    # python-osc reads the size as signed and returns b"" for a negative one: check it here
+    if index + 4 > len(data):
+        raise PacketError(f"{address}: blob size cut short")
+    (size,) = struct.unpack_from(">i", data, index)
+    index += 4
+    if size < 0 or index + size > len(data):
+        raise PacketError(
+            f"{address}: blob of {size} bytes does not fit the {len(data)}-byte message"
+        )
+    return data[index : index + size], index + size + (-size % 4)

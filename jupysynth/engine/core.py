@@ -33,6 +33,8 @@ import numpy as np
 from ..errors import EngineError, JupysynthError, ParamError
 from ..renderer import Renderer
 from .patch import PatchTable
+from .taps import Taps
+from .typedefs import load_type
 
 __all__ = ["EngineCore", "RecordJob"]
 
@@ -112,6 +114,7 @@ class EngineCore:
         self._recording: list[RecordJob] = []
         self._fade = 0  # frames of crossfade for the graph change being applied
         self._zeros = np.zeros((self.blocksize, 2), dtype=np.float32)
+        self.taps = Taps(self.blocksize)  # scope taps: written after each render while open
         self.wake = threading.Event()  # set on every submit: an idle clock may sleep on it
 
     # -- the clock ---------------------------------------------------------------------------
@@ -196,6 +199,8 @@ class EngineCore:
                 self._render_with_ops(dst, start, end)
             elif self.renderer.nodes:
                 np.copyto(dst, self.renderer.process(self.blocksize))
+                if self.taps:
+                    self.taps.write(self.renderer, self.blocksize)
             else:
                 np.copyto(dst, self._zeros)
         except Exception:  # noqa: BLE001 - the clock must go on whatever breaks
@@ -273,6 +278,8 @@ class EngineCore:
     def _render(self, dst: np.ndarray, a: int, b: int, events: list) -> None:
         if self.renderer.nodes:
             dst[a:b] = self.renderer.process(b - a, events)
+            if self.taps:
+                self.taps.write(self.renderer, b - a)
         else:
             dst[a:b] = 0.0
 
@@ -317,6 +324,8 @@ class EngineCore:
             if address == "/module/new":
                 table.new(*args)
                 return True
+            if address == "/type/define":
+                return self._define(*args)
             if address == "/module/free":
                 table.free(args[0])
                 return True
@@ -344,10 +353,39 @@ class EngineCore:
             if address == "/sync":
                 self._reply(sender, "/synced", (args[0],), "i")
                 return False
+            if address == "/tap/open":
+                self._tap_open(*args)
+                return False
+            if address == "/tap/close":
+                self.taps.close(args[0])
+                return False
             raise EngineError(f"{address} is not applied by the engine loop")
         except JupysynthError as exc:
             self._error(sender, address, str(exc))
             return False
+
+    def _define(self, name: str, blob: bytes) -> bool:
+        """Load and register a module class; True if modules of it play (swap them)."""
+        # unpickling a small class takes about a millisecond, well inside a block
+        cls = load_type(name, blob)
+        used = self.table.define(name, cls)
+        define = getattr(self.renderer, "define_type", None)
+        if define is not None:
+            define(name, blob)  # the workers load it too, when they next get a patch
+        if used:
+            # muted for an exception in the old code: the new code gets its chance
+            self.renderer.revive(i for i, s in self.table.nodes.items() if s.type == name)
+        return used
+
+    def _tap_open(self, tap_id: int, module_id: int, port: int, name: str) -> None:
+        # mapping the segment is a few system calls, once per scope opened
+        if getattr(self.renderer, "schedule", None) is None:
+            raise EngineError(
+                "/tap/open: this engine renders on worker processes, whose module "
+                "outputs it cannot see; scope taps need Engine(workers=0)"
+            )
+        self.table.spec(module_id)  # an unknown id raises, naming it
+        self.taps.open(tap_id, module_id, port, name)
 
     def _rebuild(self, senders: list[Sender]) -> None:
         table = self.table
@@ -373,6 +411,8 @@ class EngineCore:
         if self.renderer.nodes and pos < bs:
             n = bs - pos
             out = self.renderer.process(n)
+            if self.taps:
+                self.taps.write(self.renderer, n)
             dst[pos:] = out * np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
         else:
             dst[pos:] = 0.0

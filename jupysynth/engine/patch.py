@@ -26,7 +26,7 @@ from typing import Any
 
 from ..compile import find_cycle
 from ..errors import ParamError, PatchError
-from ..graph import Module, NodeSpec, module_types
+from ..graph import Module, NodeSpec, register_type
 
 __all__ = ["MAX_MODULES", "PatchTable"]
 
@@ -68,7 +68,8 @@ class PatchTable:
     def __init__(self) -> None:
         self.nodes: dict[int, NodeSpec] = {}
         self.outputs: list[tuple[int, int, int]] = []
-        self._types = module_types()
+        # looked up live, never copied: /type/define adds and replaces types while it runs
+        self._types = Module._registry
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -196,6 +197,54 @@ class PatchTable:
         )
         self.nodes[node_id] = spec
         return spec
+
+    def define(self, type_name: str, cls: type[Module]) -> bool:
+        """Register ``cls`` as ``type_name`` and move the modules of that type onto it.
+
+        Modules of the type keep their values; a parameter the new class adds
+        takes its default, one it drops is forgotten.
+
+        Returns
+        -------
+        bool
+            True if modules of this type exist (the renderer must be rebuilt to
+            swap them to the new code).
+
+        Raises
+        ------
+        PatchError, ParamError
+            If the new class does not fit the modules already made of the type;
+            nothing is registered then.
+        """
+        specs = [s for s in self.nodes.values() if s.type == type_name]
+        kernels = {}
+        for spec in specs:
+            for key, value in spec.values.items():
+                param = cls._param_index.get(key)
+                if isinstance(value, tuple) and param is not None and not param.signal:
+                    raise ParamError(
+                        f"the new {type_name}.{key} takes a number, but {spec.label()}.{key} "
+                        "is connected to a signal; disconnect it (set a number) first"
+                    )
+            if spec.inputs and not cls.reads_bus:
+                raise PatchError(f"{spec.label()} has inputs and the new {type_name} takes none")
+            try:
+                kernels[spec.id] = cls(**spec.options, name=spec.name).kernel_name()
+            except (TypeError, ValueError) as exc:
+                raise ParamError(
+                    f"the new {type_name} cannot take over {spec.label()} "
+                    f"(options {spec.options}): {exc}"
+                ) from None
+        if specs and cls.channels != self.cls(specs[0]).channels:
+            raise PatchError(
+                f"the new {type_name} has {cls.channels} output(s) where the playing one has "
+                f"{self.cls(specs[0]).channels}; stop its modules before changing that"
+            )
+        register_type(cls)
+        for spec in specs:
+            spec.values = {p.name: spec.values.get(p.name, p.default) for p in cls.params}
+            spec.kernel = kernels[spec.id]
+        return bool(specs)
 
     def free(self, node_id: int) -> None:
         """Delete a module nothing reads; it leaves the outputs too."""

@@ -25,13 +25,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import EngineError
-from ..graph import Module, Port, as_outputs
+from ..graph import Module, Port, as_outputs, type_name, watch_types
 from .engine import Engine, default_engine
+from .typedefs import dump_type, is_builtin
 
 __all__ = ["Player", "panic", "play", "stop"]
 
 #: Bytes per bundle: under what one UDP datagram carries (65507), with room to spare.
 MAX_BUNDLE = 60000
+#: Seconds to wait for the engine after sending a module class: it compiles a new
+#: ``sample`` function with numba (about a second) before it answers.
+DEFINE_SYNC_TIMEOUT = 30.0
 
 
 def _spec_json(m: Module, with_signals: bool = True) -> str:
@@ -71,6 +75,10 @@ class Player:
         self.modules: dict[int, Module] = {}  # on the engine, by id
         self.roots: dict[int, list[Port]] = {}  # played outputs by module id
         self._lock = threading.RLock()
+        # module classes written in Python that the engine process (by pid) holds, by name
+        self._sent: dict[str, type[Module]] = {}
+        self._sent_pid: int | None = None
+        watch_types(self._redefined)
 
     # -- what to send ------------------------------------------------------------------------
 
@@ -101,11 +109,58 @@ class Player:
                     continue
                 stack.append((m, True))
                 stack.extend((src, False) for src in reversed(_reads(m)))
-        messages: list[tuple] = [
-            ("/module/new", m.id, type(m).__name__, _spec_json(m, not m.breaks_cycles))
+        messages: list[tuple] = self._definitions(order)
+        messages += [
+            ("/module/new", m.id, type_name(type(m)), _spec_json(m, not m.breaks_cycles))
             for m in order
         ]
         return order, messages + deferred
+
+    def _definitions(self, mods: Iterable[Module]) -> list[tuple]:
+        """``/type/define`` for the classes written in Python that the engine lacks.
+
+        The engine gets the class the kernel's registry holds under the name,
+        the latest definition, even for a module made before a cell re-ran:
+        one name has one class, as in an offline render.
+        """
+        if self.engine.pid != self._sent_pid:  # a new engine process knows none of them
+            self._sent.clear()
+            self._sent_pid = self.engine.pid
+        todo: dict[str, type[Module]] = {}
+        for m in mods:
+            cls = type(m)
+            if is_builtin(cls):
+                continue
+            name = type_name(cls)
+            current = Module._registry.get(name, cls)
+            if self._sent.get(name) is not current:
+                todo[name] = current
+        # pickle them all before marking any as sent: a class that fails sends nothing
+        messages = [("/type/define", name, dump_type(cls)) for name, cls in todo.items()]
+        self._sent.update(todo)
+        return messages
+
+    def _redefined(self, cls: type[Module]) -> None:
+        """A class was (re)defined in the kernel: if the engine runs an older one, replace it.
+
+        Called from the class statement, so a cell that only redefines a class
+        swaps the running instances; errors become a warning in that cell.
+        """
+        name = type_name(cls)
+        with self._lock:
+            old = self._sent.get(name)
+            if old is None or old is cls or not self.engine.running:
+                return
+            if self.engine.pid != self._sent_pid:
+                return  # that engine is gone; the next play sends it
+            blob = dump_type(cls)
+            self._sent[name] = cls
+            try:
+                self.engine.send("/type/define", name, blob)
+                self.engine.sync(DEFINE_SYNC_TIMEOUT)
+            except EngineError:
+                self._sent[name] = old  # the engine kept the old one: try again next time
+                raise
 
     def _send(self, messages: list[tuple], at: float | None) -> None:
         client = self.engine._client()
@@ -158,13 +213,24 @@ class Player:
                 played = self.roots.setdefault(p.module.id, [])
                 if p not in played:
                     played.append(p)
-            self._send(messages, at)
+            defined = [m[1] for m in messages if m[0] == "/type/define"]
+            try:
+                self._send(messages, at)
+            except EngineError:
+                self._forget_types(defined)
+                raise
             if at is None:
                 try:
-                    self.engine.sync()
+                    self.engine.sync(DEFINE_SYNC_TIMEOUT if defined else 2.0)
                 except EngineError:
+                    self._forget_types(defined)
                     self._undo(ports, order)
                     raise
+
+    def _forget_types(self, names: list[str]) -> None:
+        # not known to have reached the engine: send them again next time
+        for name in names:
+            self._sent.pop(name, None)
 
     def _undo(self, ports: list[Port], order: list[Module]) -> None:
         client = self.engine._client()

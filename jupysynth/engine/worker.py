@@ -13,8 +13,11 @@ Requests (pickled, except the plain block, which is ``b"B"`` + frames):
 - ``("B", frames, sets, events)``: apply ``sets`` (``(id, name, value, ramp)``),
   render ``frames`` with in-block ``events``, write the outputs; reply ``b"K"``,
   or ``("K", faults)`` when a module was muted;
-- ``("U", nodes, outputs, columns, states)``: replace the patch (modules that
-  stay keep their state), import ``states`` of modules moved here; reply ``b"K"``;
+- ``("U", nodes, outputs, columns, states, types, revived)``: load the module
+  classes ``types`` (``{name: /type/define blob}``), unmute ``revived`` (their
+  class was replaced), replace the patch (modules that stay keep their state,
+  and swap to a replaced class), import ``states`` of modules moved here;
+  reply ``b"K"``;
 - ``("X", ids)``: reply the state of these modules (they are moving away);
 - ``("Q",)``: exit.
 """
@@ -94,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     bus_out = np.ndarray((bs, cols), dtype=np.float32, buffer=shared)
 
     from ..errors import JupysynthError
+    from ..graph import register_type
     from ..renderer import Renderer
     from ..warmup import warmup
+    from .typedefs import load_type
 
     warmup()
     _warm_every_kernel(sr, bs)
@@ -142,7 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 conn.send_bytes(b"K")
         elif kind == "U":
-            _, nodes, outputs, cols_, states = msg
+            _, nodes, outputs, cols_, states, types, revived = msg
+            for name, blob in types.items():
+                try:
+                    register_type(load_type(name, blob))
+                except JupysynthError as exc:
+                    # the engine loaded the same blob; only a broken worker lands here,
+                    # and its modules then fail like any crash of this worker
+                    print(f"jupysynth worker: {exc}", file=sys.stderr)
+            renderer.revive(revived)
             renderer.update(nodes, outputs)
             import_state(renderer, states)
             columns = np.asarray(cols_, dtype=np.int64)

@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,7 @@ class _Worker:
         self.ready = False
         self.ids: set[int] = set()
         self.sets: list[tuple] = []  # parameter changes to send with the next block
+        self.types: dict[str, bytes] = {}  # /type/define blobs it has loaded, by name
 
     def poll_ready(self) -> bool:
         """True once the worker has loaded its kernels (never blocks)."""
@@ -128,6 +130,8 @@ class PoolRenderer:
         self.outputs: list[tuple[int, int, int]] = []
         self.faults: dict[int, str] = {}
         self.disabled: set[int] = set()
+        self.types: dict[str, bytes] = {}  # module classes written in Python, pickled
+        self._revived: set[int] = set()  # unmuted here, to unmute on the workers too
         self.frame = 0
         self.restarts = 0
         self.out = np.zeros((self.blocksize, 2), dtype=np.float32)
@@ -377,6 +381,17 @@ class PoolRenderer:
         if slot is not None and self._slots[slot] is not None:
             self._slots[slot].sets.append((node_id, name, value, ramp))
 
+    def define_type(self, name: str, blob: bytes) -> None:
+        """Keep a module class for the workers; each loads it with its next patch."""
+        self.types[name] = blob
+
+    def revive(self, ids: Iterable[int]) -> None:
+        """Unmute modules whose code was replaced; they render again from the next update."""
+        for i in ids:
+            self.disabled.discard(i)
+            self.faults.pop(i, None)
+            self._revived.add(i)
+
     def update(
         self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]], fade: int = 0
     ) -> None:
@@ -487,7 +502,11 @@ class PoolRenderer:
             cols = [col for col, _, _, _ in columns[slot]]
             w.ids = ids
             w.sets = []  # the specs sent now carry every value
-            self._request(slot, ("U", mine, outs, cols, states[slot]))
+            types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
+            revived = sorted(self._revived)
+            if self._request(slot, ("U", mine, outs, cols, states[slot], types, revived)):
+                w.types.update(types)
+        self._revived.clear()
         self._where = {i: s for i, s in where.items() if self._slots[s] is not None}
         self._left = np.asarray(left, dtype=np.int64)
         self._right = np.asarray(right, dtype=np.int64)
