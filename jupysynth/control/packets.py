@@ -93,7 +93,9 @@ def encode_message(address: str, args: Sequence[object] = (), types: str | None 
         elif t == "s":
             parts.append(osc_types.write_string(str(value)))
         elif t == "b":
-            parts.append(osc_types.write_blob(bytes(value)))  # type: ignore[call-overload]
+            # by hand: python-osc refuses an empty blob, which OSC allows
+            blob = bytes(value)  # type: ignore[call-overload]
+            parts.append(struct.pack(">i", len(blob)) + blob + b"\x00" * (-len(blob) % 4))
         elif t not in "TFN":
             raise PacketError(f"{address}: cannot encode type tag {t!r}")
     return b"".join(parts)

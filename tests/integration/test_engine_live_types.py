@@ -211,3 +211,24 @@ def test_a_class_too_large_for_one_datagram_is_refused_before_sending(engine):
     finally:
         js.Module._registry.pop(type_name(big), None)
     assert engine.status()["modules"] == 0
+
+
+def test_workers_load_the_definitions_and_swap_too():
+    with Engine(headless=True, workers=1) as pooled:
+        fold = LiveFold(js.Saw(freq=110, amp=0.8), amount=3.0)
+        ramp = Ramp(js.MulAdd(add=1.0))
+        play([fold, ramp], pooled)
+        both = pooled.record(0.05)[:, 0]
+        try:
+            redefine(LiveFold, process=lambda self, input, amount: 0 * input)
+            ramp_only = pooled.record(0.05)[:, 0]
+            redefine(Ramp, process=lambda self, input, coeff: 2 * Ramp.process(self, input, coeff))
+            doubled = pooled.record(0.05)[:, 0]
+        finally:
+            js.Module._registry[type_name(LiveFold)] = LiveFold
+            js.Module._registry[type_name(Ramp)] = Ramp
+        assert np.abs(np.diff(both)).max() > 0.01  # the fold sounds
+        assert np.abs(np.diff(ramp_only)).max() < 1e-4  # swapped to silence: the ramp alone
+        assert doubled[0] / 2 >= ramp_only[-1] > 0.01  # doubled, its memory kept
+        assert pooled.status()["faults"] == {}
+        assert pooled.client.take_errors() == []

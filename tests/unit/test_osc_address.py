@@ -67,6 +67,10 @@ def test_message_round_trip_keeps_types():
     assert decode_packet(data) == [(None, "/module/new", [7, "Sine", '{"values": {"freq": 440}}'])]
     data = encode_message("/x", (1, 2**40, 0.5, 0.25, "s", True, False, None), "ihfdsTFN")
     assert decode_packet(data) == [(None, "/x", [1, 2**40, 0.5, 0.25, "s", True, False, None])]
+    for blob in (b"", b"\x00\x01\x02", bytes(range(256)) * 3):
+        data = encode_message("/type/define", ("__main__.Fold", blob))  # "sb", guessed
+        assert decode_packet(data) == [(None, "/type/define", ["__main__.Fold", blob])]
+        assert check_args("/type/define", ["__main__.Fold", blob]) == ("__main__.Fold", blob)
 
 
 def test_bundle_time_tags_are_exact_integers_and_immediately_is_none():
