@@ -225,6 +225,8 @@ class ChildEngine:
             self.running = False
             self.server.close()
             driver.close()
+            # the block loop has ended: no write can race this (a dead kernel leaves none)
+            core.taps.close_all()
             if self.pool is not None:
                 self.pool.close()
 

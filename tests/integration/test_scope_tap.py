@@ -1,0 +1,115 @@
+"""Scope taps: the engine copies a module's output into a kernel's shared-memory ring."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jupysynth as js
+from jupysynth.control.tap import Tap
+from jupysynth.engine import Engine, play, stop
+from jupysynth.errors import EngineError
+
+SR = 48000
+
+
+def peak_hz(x: np.ndarray, fs: float = SR) -> float:
+    """Frequency of the largest spectral peak, refined between bins (Hann window, parabola)."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-30)
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * fs / len(x)
+
+
+def my_segments() -> set[str]:
+    """This process's tap segments in /dev/shm."""
+    return {p.name for p in Path("/dev/shm").glob(f"jupysynth-tap-{os.getpid()}-*")}
+
+
+def wait_for(pred, timeout: float = 3.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with Engine(headless=True) as e:
+        yield e
+    assert not e.running
+
+
+def test_tap_reads_the_engines_sine_live_and_leaves_no_segment(engine):
+    osc = js.Sine(freq=1000, amp=0.5)
+    play(osc, engine)
+    try:
+        with Tap(engine, osc.id) as tap:
+            assert tap.name in my_segments()
+            wait_for(lambda: tap.written >= 8192)
+            x = tap()
+            assert x.shape == (8192,) and x.dtype == np.float32
+            assert peak_hz(x) == pytest.approx(1000.0, abs=0.5)
+            assert np.abs(x).max() == pytest.approx(0.5, abs=1e-3)
+            # the engine keeps writing, block after block, in real time
+            n1 = tap.written
+            time.sleep(0.1)
+            n2 = tap.written
+            assert 0.05 * SR < n2 - n1 < 0.3 * SR
+            assert (n2 - n1) % engine.status()["blocksize"] == 0
+            # and a knob change shows up in the tap
+            osc.freq = 2000
+            wait_for(lambda: tap.written >= n2 + 2 * 8192)
+            assert peak_hz(tap()) == pytest.approx(2000.0, abs=0.5)
+        assert my_segments() == set()
+        assert tap.written == 0
+        with pytest.raises(EngineError, match="closed"):
+            tap()
+    finally:
+        stop(osc, engine)
+
+
+def test_tap_of_a_modulator_not_on_the_output(engine):
+    lfo = js.Sine(freq=3000, amp=1.0)
+    carrier = js.Sine(freq=lfo * 10 + 500, amp=0.1)
+    play(carrier, engine)
+    try:
+        with Tap(engine, lfo.id) as tap:
+            wait_for(lambda: tap.written >= 8192)
+            assert peak_hz(tap()) == pytest.approx(3000.0, abs=0.5)
+    finally:
+        stop(carrier, engine)
+    assert my_segments() == set()
+
+
+def test_tap_of_an_unknown_module_is_refused_and_unlinked(engine):
+    with pytest.raises(EngineError, match="no module #987654"):
+        Tap(engine, 987654)
+    assert my_segments() == set()
+
+
+def test_engine_stop_unlinks_the_taps_left_open():
+    with Engine(headless=True) as e:
+        osc = js.Sine(freq=440)
+        play(osc, e)
+        tap = Tap(e, osc.id)
+        wait_for(lambda: tap.written > 0)
+        assert tap.name in my_segments()
+    # the engine unlinked it on its way out; the kernel side lets go without complaint
+    assert my_segments() == set()
+    written = tap.written
+    tap.close()
+    assert written > 0 and tap.written == 0
+
+
+def test_workers_engine_refuses_taps_with_a_reason():
+    with Engine(headless=True, workers=1) as e:
+        osc = js.Sine(freq=440)
+        play(osc, e)
+        with pytest.raises(EngineError, match="workers=0"):
+            Tap(e, osc.id)
+    assert my_segments() == set()
