@@ -295,9 +295,29 @@ class Session:
             return "in the engine, feeding another module"
         return "not playing"
 
-    def scope_tap(self, patch: Any) -> None:
-        """The engine's scope tap for ``patch``: None, the engine offers no taps yet."""
-        return None
+    def scope_tap(self, patch: Any) -> Any:
+        """The engine's scope tap for ``patch`` if the engine plays it, else None.
+
+        A tap reads what the engine renders from shared memory
+        (:class:`jupysynth.control.tap.Tap`); None (the scope renders the patch
+        in the kernel instead) for several outputs, a module the engine does
+        not hold, an engine rendering on workers, or a tap the engine refuses.
+        """
+        from ..control.tap import Tap
+
+        player = self._player()
+        if not self.live or player is None or getattr(self.engine, "workers", 0):
+            return None
+        ports = as_outputs(patch)
+        if len({p.module.id for p in ports}) != 1:
+            return None
+        port = ports[0]  # a stereo module shows its left channel
+        if port.module.id not in player.modules:
+            return None
+        try:
+            return Tap(self.engine, port.module.id, port.index)
+        except EngineError:
+            return None
 
 
 def play(patch: Module | Port | Iterable[Module | Port], name: str | None = None) -> None:

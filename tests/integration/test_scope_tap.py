@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from pathlib import Path
@@ -113,3 +114,29 @@ def test_workers_engine_refuses_taps_with_a_reason():
         with pytest.raises(EngineError, match="workers=0"):
             Tap(e, osc.id)
     assert my_segments() == set()
+
+
+def test_scope_of_a_playing_module_reads_the_engine_and_closes_its_tap(engine, monkeypatch):
+    from jupysynth.notebook.live import Session
+
+    # the package re-exports the function scope() under the module's name
+    scope_mod = importlib.import_module("jupysynth.notebook.scope")
+
+    monkeypatch.setattr(scope_mod, "tap_provider", Session(engine=engine).scope_tap)
+    osc = js.Sine(freq=1000, amp=0.5)
+    play(osc, engine)
+    try:
+        view = scope_mod.spectrum(osc)
+        assert isinstance(view.source, Tap)
+        assert view.source.name in my_segments()
+        wait_for(lambda: view.source.written >= 8192)
+        view.update()
+        assert view.peak == pytest.approx(1000.0, abs=SR / 4096)
+        view.close()
+        assert my_segments() == set()
+    finally:
+        stop(osc, engine)
+    # a module the engine does not hold is rendered in the kernel, as before
+    view = scope_mod.scope(js.Sine(freq=440))
+    assert isinstance(view.source, scope_mod.OfflineSource)
+    view.close()
