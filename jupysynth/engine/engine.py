@@ -380,12 +380,18 @@ class Engine:
     def sync(self, timeout: float = 2.0) -> None:
         """Wait until the engine applied everything sent before.
 
+        Parameter changes the player's throttle still holds (a knob dragged
+        faster than it sends) are sent first, so they count as sent before.
+
         Raises
         ------
         EngineError
             Carrying the engine's ``/error`` replies, if it rejected any.
         """
-        errors = self._client().sync(timeout)
+        client = self._client()
+        if self.player is not None:
+            self.player.flush()
+        errors = client.sync(timeout)
         if errors:
             raise EngineError("; ".join(f"{a or 'packet'}: {m}" for a, m in errors))
 

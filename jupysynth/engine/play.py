@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import EngineError
 from ..graph import Module, Port, as_outputs, type_name, watch_types
 from .engine import Engine, default_engine
+from .throttle import Throttle
 from .typedefs import dump_type, is_builtin
 
 __all__ = ["Player", "panic", "play", "stop"]
@@ -75,6 +76,8 @@ class Player:
         self.modules: dict[int, Module] = {}  # on the engine, by id
         self.roots: dict[int, list[Port]] = {}  # played outputs by module id
         self._lock = threading.RLock()
+        # a dragged slider fires hundreds of changes a second: send ~60, and the last
+        self._throttle = Throttle(self._send_param)
         # module classes written in Python that the engine process (by pid) holds, by name
         self._sent: dict[str, type[Module]] = {}
         self._sent_pid: int | None = None
@@ -325,15 +328,32 @@ class Player:
                     for m in order:
                         self.modules[m.id] = m
                         m.observe(self._changed)
+                    # a number still waiting must not land after the connection
+                    self._throttle.cancel((module.id, name))
                     messages.append(
                         ("/param/connect", module.id, name, value.module.id, value.index)
                     )
                     self._send(messages, None)
                 else:
-                    self.engine._client().send("/param/set", module.id, name, float(value))
+                    self._throttle.submit((module.id, name), float(value))
             except EngineError as exc:
                 # errors from the engine itself arrive as /error and are kept by the client
                 self.engine._client().errors.append((name, str(exc)))
+
+    def _send_param(self, key: tuple[int, str], value: float) -> None:
+        """Send one (throttled) number; dropped if the module left the engine meanwhile."""
+        module_id, name = key
+        with self._lock:
+            if module_id not in self.modules or not self.engine.running:
+                return
+            try:
+                self.engine._client().send("/param/set", module_id, name, value)
+            except EngineError as exc:
+                self.engine._client().errors.append((name, str(exc)))
+
+    def flush(self) -> None:
+        """Send the parameter changes the throttle still holds, now."""
+        self._throttle.flush()
 
 
 def _player(engine: Engine | None, start: bool = True) -> Player:
