@@ -530,7 +530,10 @@ class VirtualSoundCard:
             match = pattern.match(port)
             if match:
                 (ins if match[1] == "in" else outs)[int(match[2])] = port
-        pairs = [(outs[n], ins[n]) for n in sorted(outs.keys() & ins.keys())]
+        # PortAudio numbers a client's ports across every stream it ever opened in
+        # this process (in_6, in_7 next to out_0, out_1 after earlier streams), so
+        # pair the k-th output with the k-th input rather than by number
+        pairs = list(zip((outs[n] for n in sorted(outs)), (ins[n] for n in sorted(ins))))
         if not pairs:
             raise VirtualSoundCardError(
                 f"no {client_name}:out_N/in_N port pairs (is a duplex stream "
