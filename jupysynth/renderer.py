@@ -71,6 +71,19 @@ class _Runtime:
     ramps: list[_Param] = field(default_factory=list)
 
 
+def fade_plan(
+    old: list[tuple[int, int, int]], new: list[tuple[int, int, int]]
+) -> tuple[list[tuple[int, int, int]], dict[tuple[int, int, int], int]]:
+    """The outputs heard during a crossfade and how each fades.
+
+    Returns the old outputs that leave followed by the new ones, and a mode per
+    output: 0 steady (in both), 1 fading out (leaving), 2 fading in (arriving).
+    """
+    merged = [o for o in old if o not in new] + list(new)
+    modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
+    return merged, modes
+
+
 def _same_kind(new: Any, old: Any) -> bool:
     """Whether a redefined module may take over ``old`` as the value of its ``new`` attribute."""
     if isinstance(new, np.ndarray) or isinstance(old, np.ndarray):
@@ -426,10 +439,8 @@ class Renderer:
             are dropped.  0 switches at once.
         """
         if fade > 0 and self.outputs:
-            old, new = list(self.outputs), list(outputs)
-            merged = [o for o in old if o not in new] + new
-            modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
-            self._fade = (dict(nodes), new, modes, 0, int(fade))
+            merged, modes = fade_plan(self.outputs, outputs)
+            self._fade = (dict(nodes), list(outputs), modes, 0, int(fade))
             self.nodes = {**self.nodes, **nodes}
             self.outputs = merged
         else:

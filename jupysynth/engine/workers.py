@@ -56,6 +56,7 @@ import numpy as np
 from .. import kernels
 from ..errors import EngineError, PatchError
 from ..graph import NodeSpec
+from ..renderer import fade_plan
 
 __all__ = ["CULPRIT_WINDOW", "MAX_OUTPUTS_PER_WORKER", "WORKER_DEADLINE", "PoolRenderer"]
 
@@ -402,10 +403,8 @@ class PoolRenderer:
         used is dropped.
         """
         if fade > 0 and self.outputs:
-            old, new = list(self.outputs), list(outputs)
-            merged = [o for o in old if o not in new] + new
-            modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
-            self._fade = (dict(nodes), new, modes, 0, int(fade))
+            merged, modes = fade_plan(self.outputs, outputs)
+            self._fade = (dict(nodes), list(outputs), modes, 0, int(fade))
             self.nodes = {**self.nodes, **nodes}
             self.outputs = merged
         else:
