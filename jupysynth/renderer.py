@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import numbers
+import pickle
 import traceback
 import warnings
 from collections.abc import Iterable, Sequence
@@ -458,6 +459,61 @@ class Renderer:
         for i in ids:
             self.disabled.discard(i)
             self.faults.pop(i, None)
+
+    def export_state(self, ids: Iterable[int]) -> dict[int, tuple[list[np.ndarray], dict]]:
+        """Copies of the state of modules ``ids``, to hand to another renderer.
+
+        Returns ``{id: (arrays, attributes)}``: a copy of each declared state array
+        (this instance's column; a group-wide array whole) and, for a module
+        written in Python with ``process``, the attributes of its object that
+        pickle.  Modules not rendered here (muted, unknown) are left out.
+        """
+        out: dict[int, tuple[list[np.ndarray], dict]] = {}
+        for i in ids:
+            placed = self._where.get(i)
+            if placed is None:
+                continue
+            rt, k = placed
+            arrays = [
+                arr.copy() if decl.shared else arr[..., k].copy()
+                for decl, arr in zip(rt.group.cls.state, rt.state)
+            ]
+            attrs: dict = {}
+            obj = self._processors.get(i)
+            if obj is not None:
+                for key, value in obj.__dict__.items():
+                    if key.startswith("_") or key in ("id", "name", "samplerate"):
+                        continue
+                    try:
+                        pickle.dumps(value)
+                    except Exception:  # noqa: BLE001 - what does not pickle starts anew
+                        continue
+                    attrs[key] = value
+            out[i] = (arrays, attrs)
+        return out
+
+    def import_state(self, states: dict[int, tuple[list[np.ndarray], dict]]) -> None:
+        """Write states from :meth:`export_state` into this renderer's same modules.
+
+        An array whose shape differs (a resized delay line) is skipped; state
+        shared by a whole group (a Delay's write position) is taken only when
+        every module of the group arrived together, or it would move the others'.
+        """
+        for i, (arrays, attrs) in states.items():
+            placed = self._where.get(i)
+            if placed is None:
+                continue
+            rt, k = placed
+            alone = all(j in states for j in rt.group.ids)
+            for decl, arr, src in zip(rt.group.cls.state, rt.state, arrays):
+                if decl.shared:
+                    if alone and arr.shape == src.shape:
+                        arr[...] = src
+                elif arr.shape[:-1] == src.shape:
+                    arr[..., k] = src
+            obj = self._processors.get(i)
+            if obj is not None and attrs:
+                obj.__dict__.update(attrs)
 
     # -- rendering -----------------------------------------------------------------------
 

@@ -32,54 +32,12 @@ import signal
 import struct
 import sys
 from multiprocessing.connection import Connection
-from typing import Any
 
 import numpy as np
 
-__all__ = ["export_state", "import_state", "main"]
+__all__ = ["main"]
 
 _BLOCK = struct.Struct("<I")
-
-
-def export_state(renderer: Any, ids: list[int]) -> dict[int, list[np.ndarray]]:
-    """Copies of the state arrays of modules ``ids`` (one per declared state).
-
-    Reads the renderer's private layout (``_where``: module -> (group runtime,
-    instance)): the Renderer has no public way to hand a module's state to
-    another renderer yet.
-    """
-    out: dict[int, list[np.ndarray]] = {}
-    for i in ids:
-        placed = renderer._where.get(i)
-        if placed is None:
-            continue
-        rt, k = placed
-        out[i] = [
-            arr.copy() if decl.shared else arr[..., k].copy()
-            for decl, arr in zip(rt.group.cls.state, rt.state)
-        ]
-    return out
-
-
-def import_state(renderer: Any, states: dict[int, list[np.ndarray]]) -> None:
-    """Write exported states into this renderer's instances of the same modules.
-
-    State shared by a whole group (a Delay's write position) is taken only when
-    every module of the group arrived together; otherwise it would move the
-    others' position.
-    """
-    for i, arrays in states.items():
-        placed = renderer._where.get(i)
-        if placed is None:
-            continue
-        rt, k = placed
-        alone = all(j in states for j in rt.group.ids)
-        for decl, arr, src in zip(rt.group.cls.state, rt.state, arrays):
-            if decl.shared:
-                if alone and arr.shape == src.shape:
-                    arr[...] = src
-            elif arr.shape[:-1] == src.shape:
-                arr[..., k] = src
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"jupysynth worker: {exc}", file=sys.stderr)
             renderer.revive(revived)
             renderer.update(nodes, outputs)
-            import_state(renderer, states)
+            renderer.import_state(states)
             columns = np.asarray(cols_, dtype=np.int64)
             bus_out[:, columns] = 0.0
             schedule = None
             conn.send_bytes(b"K")
         elif kind == "X":
-            conn.send_bytes(pickle.dumps(export_state(renderer, msg[1])))
+            conn.send_bytes(pickle.dumps(renderer.export_state(msg[1])))
         elif kind == "Q":
             return 0
 
