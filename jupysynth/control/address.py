@@ -27,6 +27,7 @@ message                                                 effect
 ``/ping [any...]``                                      reply ``/pong`` with the same
 ``/tap/open <id:i> <module:i> <port:i> <shm_name:s>``   copy a module output to a ring
 ``/tap/close <id:i>``                                   stop copying, let the ring go
+``/notify <on:i> [<port:i>]``                           hear the engine's pushes, or stop
 ======================================================  =================================
 
 Replies (sent to the address and port the message came from)
@@ -40,6 +41,26 @@ reply                                                   sent after
 ``/synced <token:i>``                                   ``/sync``
 ``/status/reply``                                       ``/status``: :data:`STATUS_FIELDS`
 ======================================================  =================================
+
+Pushes (sent when something happens, see :data:`PUSHES`)
+--------------------------------------------------------
+
+======================================================  =================================
+push                                                    sent when
+======================================================  =================================
+``/fault <id:i> <label:s> <message:s>``                 a module faults and is muted
+``/fault/cleared <id:i>``                               it plays again, or is gone
+======================================================  =================================
+
+A push goes to the client that created the module (the address and port its
+``/module/new`` came from) and to every subscriber: ``/notify 1`` subscribes
+the sender, ``/notify 1 <port>`` the sender's host at ``port`` (so ``oscsend``
+can subscribe an ``oscdump`` listening there), ``/notify 0 [<port>]``
+unsubscribes.  A new subscriber first gets a ``/fault`` for every module
+muted already.  ``message`` is the reason without the label: the
+traceback's last lines for a kernel or ``process`` that raised.  The engine
+notices a fault within :data:`~jupysynth.control.notify.POLL_SECONDS` of the
+block that raised, from a thread of its own, never from the block loop.
 
 Timing
 ------
@@ -102,6 +123,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ADDRESSES",
+    "PUSHES",
     "REPLIES",
     "STATUS_FIELDS",
     "Address",
@@ -229,6 +251,14 @@ ADDRESSES: dict[str, Address] = {
         ),
         Address("/tap/close", "stop writing tap `id` and let go of its ring", _a("id:i")),
         Address("/ping", "reply /pong with the same arguments", any_args=True, timed=False),
+        Address(
+            "/notify",
+            "1: send the pushes (/fault, /fault/cleared) to the sender, or to the sender's "
+            "host at `port`; 0: stop",
+            _a("on:i"),
+            optional=_a("port:i"),
+            timed=False,
+        ),
     )
 }
 
@@ -243,6 +273,22 @@ REPLIES: dict[str, Address] = {
         Address("/pong", "the arguments of the /ping", any_args=True),
         Address("/synced", "every message received before /sync has been applied", _a("token:i")),
         Address("/status/reply", "the engine's state, one argument per STATUS_FIELDS entry"),
+    )
+}
+
+PUSHES: dict[str, Address] = {
+    a.path: a
+    for a in (
+        Address(
+            "/fault",
+            "module `id` (`label`, as in messages) faulted and is muted; `message` says why",
+            _a("id:i", "label:s", "message:s"),
+        ),
+        Address(
+            "/fault/cleared",
+            "module `id` is no longer muted: its class was redefined, or it was freed",
+            _a("id:i"),
+        ),
     )
 }
 

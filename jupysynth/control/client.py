@@ -8,17 +8,25 @@ Examples
 >>> client.send("/out/add", 1)                                 # doctest: +SKIP
 >>> client.status()["dsp_load"]                                # doctest: +SKIP
 0.004
+
+The engine pushes the faults of the modules a client created (``/fault``,
+``/fault/cleared``): :attr:`Client.faults` follows them, and
+:attr:`Client.on_fault` hears each as it arrives.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import linecache
+import os
+import re
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EngineError
@@ -32,9 +40,57 @@ from .packets import (
     ntp_from_unix,
 )
 
-__all__ = ["Client"]
+__all__ = ["Client", "Fault"]
 
 _tokens = itertools.count(1)
+_FRAME = re.compile(r'^(?P<indent>\s*)File "(?P<file>[^"]+)", line (?P<line>\d+)')
+_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A module the engine muted, as its ``/fault`` push said.
+
+    Examples
+    --------
+    >>> f = Fault(7, "Fold#7", 'Traceback (most recent call last):\\n  ...\\nValueError: boom')
+    >>> f.last_line
+    'ValueError: boom'
+    """
+
+    id: int
+    label: str
+    message: str
+
+    @property
+    def last_line(self) -> str:
+        """The message's last non-empty line: the exception, for a traceback."""
+        lines = [ln for ln in self.message.splitlines() if ln.strip()]
+        return lines[-1].strip() if lines else ""
+
+    def tail(self, lines: int = 4) -> str:
+        """The message's last ``lines`` lines: where a traceback says what raised.
+
+        Lines that only point at a column (``^^^^``) are left out, so are the
+        engine's own frames before the first frame of the module's code, and a
+        frame whose source the engine could not show (code from a notebook cell,
+        which only the kernel has) gets its line from this process's ``linecache``.
+        """
+        out: list[str] = []
+        first_own = None
+        for line in self.message.rstrip().splitlines():
+            if _CARETS.match(line) or (out and line == out[-1]):
+                continue  # a column marker, or a source line the engine showed too
+            frame = _FRAME.match(line)
+            if frame is not None and first_own is None and not frame["file"].startswith(_PACKAGE):
+                first_own = len(out)
+            out.append(line)
+            if frame is not None:
+                source = linecache.getline(frame["file"], int(frame["line"])).strip()
+                if source:
+                    out.append(f"{frame['indent']}  {source}")
+        return "\n".join(out[first_own or 0 :][-lines:])
 
 
 def _types_for(spec: Address, args: Sequence[object]) -> str | None:
@@ -68,10 +124,21 @@ class Client:
         Called as ``on_error(address, message)`` from the receiving thread for
         every ``/error`` reply; the errors are also kept in :attr:`errors`.
 
+    Attributes
+    ----------
+    faults : dict
+        ``{module_id: Fault}``: the muted modules this client created (or, after
+        ``/notify 1``, any module), as the engine pushed them.
+    on_fault : callable or None
+        Called as ``on_fault(module_id, fault)`` from the receiving thread for
+        every push: a :class:`Fault`, or None when the fault cleared.  It must
+        not wait on this client (no :meth:`status`, :meth:`sync`): the thread
+        that would deliver the answer is the one running it.
+
     Notes
     -----
     One UDP socket sends and receives, so the engine's replies (``/pong``,
-    ``/status/reply``, ``/synced``, ``/error``) come back to this client only.
+    ``/status/reply``, ``/synced``, ``/error``) and pushes come back to this client only.
     """
 
     def __init__(
@@ -82,6 +149,8 @@ class Client:
     ) -> None:
         self.address = (host, int(port))
         self.on_error = on_error
+        self.on_fault: Callable[[int, Fault | None], None] | None = None
+        self.faults: dict[int, Fault] = {}
         #: ``(address, message)`` of recent ``/error`` replies, oldest first.
         self.errors: deque[tuple[str, str]] = deque(maxlen=1000)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -234,6 +303,9 @@ class Client:
                 self._dispatch(address, args)
 
     def _dispatch(self, address: str, args: list) -> None:
+        if address in ("/fault", "/fault/cleared"):
+            self._fault(address, args)
+            return
         if address == "/error":
             where, why = (list(args) + ["", ""])[:2]
             with self._cond:
@@ -253,6 +325,22 @@ class Client:
         with self._cond:
             self._replies[key] = tuple(args)
             self._cond.notify_all()
+
+    def _fault(self, address: str, args: list) -> None:
+        try:
+            module_id = int(args[0])
+            fault = Fault(module_id, str(args[1]), str(args[2])) if address == "/fault" else None
+        except (IndexError, TypeError, ValueError):
+            return  # not from a jupysynth engine
+        if fault is None:
+            self.faults.pop(module_id, None)
+        else:
+            self.faults[module_id] = fault
+        if self.on_fault is not None:
+            try:
+                self.on_fault(module_id, fault)
+            except Exception:  # noqa: BLE001 - a user callback must not kill the receiver
+                pass
 
     def close(self) -> None:
         """Stop the receiving thread and close the socket (idempotent)."""

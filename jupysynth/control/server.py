@@ -1,8 +1,10 @@
 """The engine-side OSC server: a UDP socket read by one thread of the engine process.
 
 It decodes each datagram (:mod:`.packets`), checks every message against the
-address space (:mod:`.address`), answers ``/ping`` and ``/status`` itself and
-hands every other message, with its time tag, to the engine.  Whatever
+address space (:mod:`.address`), answers ``/ping``, ``/status`` and ``/notify``
+itself and hands every other message, with its time tag, to the engine.  It
+tells its :class:`~.notify.Notifier` who created which module and who
+subscribed; :meth:`OscServer.push` sends what the notifier finds.  Whatever
 arrives -- malformed bytes, unknown addresses, wrong types, values the engine
 refuses -- the sender gets an ``/error`` reply, the engine log a line (at
 most a few per second), and the thread goes on reading.
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .address import ADDRESSES, OscArgError, check_args
+from .notify import Notifier, Push
 from .packets import PacketError, decode_packet, encode_message
 
 __all__ = ["OscServer", "Sender"]
@@ -50,6 +53,8 @@ class OscServer:
         Interface to listen on; ``127.0.0.1`` keeps the synth private to this machine.
     port : int
         UDP port; 0 picks a free one (see :attr:`port`).
+    notifier : Notifier, optional
+        Where ``/notify`` subscriptions and module creators are kept; a new one by default.
 
     Raises
     ------
@@ -63,9 +68,11 @@ class OscServer:
         status: Callable[[], tuple[Sequence[object], str]],
         host: str = "127.0.0.1",
         port: int = 0,
+        notifier: Notifier | None = None,
     ) -> None:
         self._on_message = on_message
         self._status = status
+        self.notifier = notifier if notifier is not None else Notifier()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # a burst of messages must wait in the kernel while the engine renders a block
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -129,6 +136,11 @@ class OscServer:
         except (OSError, PacketError, ValueError):
             pass
 
+    def push(self, pushes: Sequence[Push]) -> None:
+        """Send the notifier's pushes (from any thread)."""
+        for to, address, args, types in pushes:
+            self.reply(to, address, args, types)
+
     def error(self, to: Sender | None, address: str, message: str) -> None:
         """Reply ``/error address message`` and log it (rate-limited)."""
         self.errors += 1
@@ -186,9 +198,19 @@ class OscServer:
             elif address == "/status":
                 values, types = self._status()
                 self.reply(sender, "/status/reply", values, types)
+            elif address == "/notify":
+                try:
+                    self.notifier.notify(sender, *args)
+                except ValueError as exc:
+                    self.error(sender, address, str(exc))
             else:
                 assert ADDRESSES[address].timed
                 try:
                     self._on_message(timetag, address, args, sender)
                 except Exception as exc:  # noqa: BLE001 - reported to the sender instead
                     self.error(sender, address, str(exc))
+                    continue
+                if address == "/module/new":
+                    self.notifier.created(args[0], sender)
+                elif address == "/module/free":
+                    self.notifier.freed(args[0])

@@ -3,6 +3,9 @@
 Started by :class:`jupysynth.engine.Engine`, never by hand.  It loads the
 kernels, opens the device, starts the OSC server, says ``ready`` on the
 lifecycle pipe and runs the block loop in its main thread until told to stop.
+A thread of its own looks at the muted modules every few tens of milliseconds
+and pushes ``/fault`` and ``/fault/cleared`` to the clients that should know
+(:mod:`jupysynth.control.notify`), so the block loop does nothing for them.
 
 It dies with its parent, however the parent dies: ``PR_SET_PDEATHSIG``
 delivers SIGTERM when the parent goes (even on SIGKILL), and the lifecycle
@@ -158,11 +161,39 @@ class ChildEngine:
     def _submit(self, timetag: int | None, address: str, args: tuple, sender: Any) -> None:
         self.core.submit(timetag, address, args, sender)
 
+    def _faults(self) -> dict[int, tuple[str, str]]:
+        """``{id: (label, text)}`` of the muted modules the patch still holds (any thread).
+
+        The renderer's dict is written by the block loop; copying it is one C call,
+        which the GIL keeps whole.  A fault of a module freed since is left out.
+        """
+        nodes = self.core.table.nodes
+        out = {}
+        for i, text in self.core.faults().items():
+            spec = nodes.get(i)
+            if spec is not None:
+                out[i] = (spec.label(), text)
+        return out
+
+    def _watch_faults(self) -> None:
+        """Push new and cleared faults until the engine stops (its own thread)."""
+        from ..control.notify import POLL_SECONDS
+
+        notifier = self.server.notifier
+        failed = False
+        while not self.stop.wait(POLL_SECONDS):
+            try:
+                self.server.push(notifier.poll(self._faults()))
+            except Exception:  # noqa: BLE001 - a bug here must not end the pushes for good
+                if not failed:
+                    log.exception("pushing faults failed (logged once)")
+                failed = True
+
     def _status(self) -> tuple[tuple, str]:
         from ..control.packets import unix_from_ntp
 
         core, driver = self.core, self.driver
-        faults = {str(i): m for i, m in core.faults().items() if i in core.table.nodes}
+        faults = {str(i): text for i, (_, text) in self._faults().items()}
         values = (
             int(self.running),
             int(driver.headless),
@@ -199,6 +230,7 @@ class ChildEngine:
         self.running = True
         jack = driver.jack_client_name() if hasattr(driver, "jack_client_name") else None
         threading.Thread(target=self._pipe, name="jupysynth-lifecycle", daemon=True).start()
+        threading.Thread(target=self._watch_faults, name="jupysynth-faults", daemon=True).start()
         # nothing allocated so far is garbage: keep the collector off it for good
         gc.collect()
         gc.freeze()

@@ -32,6 +32,8 @@ def test_check_args_types_and_converts_int_to_float():
     assert check_args("/mix/inputs", [9]) == (9,)
     assert check_args("/mix/inputs", [9, 1, 0, 2, 1]) == (9, 1, 0, 2, 1)
     assert check_args("/ping", ["anything", 1.5, None]) == ("anything", 1.5, None)
+    assert check_args("/notify", [1]) == (1,)
+    assert check_args("/notify", [0, 9000]) == (0, 9000)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,8 @@ def test_check_args_rejects_with_a_message_naming_the_signature(path, params, fr
 
 def test_every_address_is_documented_alike_in_the_docstring_and_docs_osc_md():
     text = DOCS.read_text()
-    for spec in list(ADDRESSES.values()) + list(address.REPLIES.values()):
+    specs = [*ADDRESSES.values(), *address.REPLIES.values(), *address.PUSHES.values()]
+    for spec in specs:
         assert f"`{spec.signature()}`" in text, f"{spec.signature()} differs in docs/osc.md"
         assert f"``{spec.signature()}``" in address.__doc__, f"{spec.path} not in the docstring"
     for name, _, _ in STATUS_FIELDS:
