@@ -289,6 +289,7 @@ def load_ipython_extension(ip: Any) -> None:
     ip.events.register("post_run_cell", session.post_run_cell)
     if getattr(ip, "kernel", None) is not None:  # widgets need a front end
         ip.display_formatter.ipython_display_formatter.for_type(Module, _display_module)
+        session.widgets = True  # faults are written into the cell that made the module
     print(load_line(session))
 
 
@@ -309,7 +310,7 @@ def unload_ipython_extension(ip: Any) -> None:
     ip.magics_manager.magics["line"].pop("synth", None)
     knobs_mod.state_provider = None
     scope_mod.tap_provider = None
-    for panel in list(knobs_mod.open_panels):
+    for panel in knobs_mod.panels():
         panel.refresh_state()
     if session.started and session.engine is not None:
         session.engine.stop()

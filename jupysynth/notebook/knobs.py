@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -27,7 +28,7 @@ import ipywidgets as w
 
 from ..graph import Module, Param, Port
 
-__all__ = ["KnobPanel", "knobs", "ui_range", "state_line"]
+__all__ = ["KnobPanel", "knobs", "panels", "ui_range", "state_line"]
 
 # Steps across a slider's travel: fine enough that a drag sounds continuous.
 _STEPS = 1000
@@ -39,8 +40,18 @@ _HUGE_SPAN = 1e4
 #: the live-coding layer installs one that asks the engine.
 state_provider: Callable[[Module], str] | None = None
 
-#: Panels not yet closed; the live-coding layer refreshes their state lines after each cell.
+#: Panels not yet closed; the live-coding layer refreshes their state lines after each
+#: cell, and a module's panels when the engine pushes its fault.  Read it with :func:`panels`.
 open_panels: weakref.WeakSet[KnobPanel] = weakref.WeakSet()
+# a push arrives on the OSC client's thread while a cell may be opening a panel
+_panels_lock = threading.Lock()
+
+
+def panels(module_id: int | None = None) -> list[KnobPanel]:
+    """The open panels (of the module ``module_id`` only, if given); safe from any thread."""
+    with _panels_lock:
+        found = list(open_panels)
+    return [p for p in found if module_id is None or p.module.id == module_id]
 
 
 def _decade_above(x: float) -> float:
@@ -206,7 +217,8 @@ class KnobPanel(w.VBox):
         self.add_class("jupysynth-knobs")
         self.refresh_state()
         module.observe(self._on_module)
-        open_panels.add(self)
+        with _panels_lock:
+            open_panels.add(self)
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -317,7 +329,8 @@ class KnobPanel(w.VBox):
         if module is None:  # refused in __init__: nothing was built
             return
         module.unobserve(self._on_module)
-        open_panels.discard(self)
+        with _panels_lock:
+            open_panels.discard(self)
         for widget in [*self.sliders.values(), *self.labels.values(), self.state]:
             widget.close()
         for row in self._rows.values():

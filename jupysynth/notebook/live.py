@@ -8,10 +8,17 @@ instead, so any cell can replace it.
 
 The :class:`Session` is the kernel's view of the engine: which modules each
 owner played, what to show on a knob panel's state line, the engine's errors
-and faults printed in the cell that caused them.  It talks to the engine only
-through :mod:`jupysynth.engine`'s public API (``play``, ``stop``, ``panic``,
-``Engine.status``, ``Engine.record``); with no engine (offline mode) it plays
-nothing and says so.
+printed in the cell that caused them.  A module that faults in the engine is
+pushed to the kernel's OSC client (``/fault``, see
+:mod:`jupysynth.control.notify`); the client's thread calls the session, which
+prints the error with the traceback's last lines in the output of the cell
+that created the module (an ``ipywidgets.Output`` that cell shows, empty until
+then; in a terminal, a plain print) and redraws the module's knob panels
+("faulted: ValueError: ...").  No poll and no thread of its own.
+
+It talks to the engine only through :mod:`jupysynth.engine`'s public API
+(``play``, ``stop``, ``panic``, ``Engine.client``, ``Engine.record``); with no
+engine (offline mode) it plays nothing and says so.
 
 Examples
 --------
@@ -25,17 +32,22 @@ offline mode: bass is not played (no device); hear it with Audio(js.render(patch
 from __future__ import annotations
 
 import inspect
+import textwrap
+import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ..control.client import Fault
 from ..errors import EngineError, JupysynthError
 from ..graph import Module, Port, as_outputs
-from .knobs import open_panels
+from .knobs import panels
 
 __all__ = ["Session", "current", "play", "stop"]
 
 #: Seconds of crossfade when a sound replaces another, if the engine can fade.
 FADE = 0.05
+#: Lines of a traceback printed for a fault: the exception and where it was raised.
+FAULT_LINES = 4
 
 _current: Session | None = None
 
@@ -71,6 +83,12 @@ class Session:
     fade : float
         Crossfade in seconds when a sound replaces another (used when the
         engine's ``play``/``stop`` accept ``fade=``).
+
+    Attributes
+    ----------
+    widgets : bool
+        Whether a front end shows widgets (the extension sets it in a kernel):
+        a fault is then written into an ``Output`` in the creating cell, else printed.
     """
 
     def __init__(
@@ -87,8 +105,14 @@ class Session:
         self._before: set[int] = set()
         self._named_now: set[int] = set()
         self._pending: dict[str, list[Port]] = {}
-        self._reported_faults: set[int] = set()
         self._reported_death = False
+        self.widgets = False
+        # pushed faults arrive on the OSC client's thread: these are shared with it
+        self._lock = threading.Lock()
+        self._client: Any = None  # the client whose pushes this session hears
+        self._reported_faults: set[int] = set()
+        self._writers: dict[int, _CellOutput] = {}  # module id -> output of the cell that made it
+        self._modules_before: set[int] = set()
 
     # -- the engine ----------------------------------------------------------------------------
 
@@ -201,8 +225,11 @@ class Session:
         self._cell = f"cell:{cell_id}" if cell_id else None
         self._in_cell = True
         self._before = self.playing_ids()
+        player = self._player()
+        self._modules_before = set(player.modules) if player is not None else set()
         self._named_now = set()
         self._pending = {}
+        self._attach()
         self._check_engine_alive()
 
     def post_run_cell(self, result: Any) -> None:
@@ -228,8 +255,10 @@ class Session:
                     self._replace(self._cell, self._ports_of(started))
         except JupysynthError as exc:
             print(f"jupysynth: {exc}")
+        self._attach()
+        self._adopt_new_modules()
         self._report_engine()
-        for panel in list(open_panels):
+        for panel in panels():
             panel.refresh_state()
 
     # -- reporting in the cell -----------------------------------------------------------------
@@ -246,34 +275,98 @@ class Session:
         )
 
     def _report_engine(self) -> None:
-        """Print the engine's errors and new faults in the cell that caused them."""
+        """Print the engine's errors, and the faults no cell has shown yet, in this cell."""
         if not self.live:
             self._check_engine_alive()
             return
         client = getattr(self.engine, "client", None)
-        if client is not None:
-            errors: list[tuple[str, str]] = []
-            try:
-                errors = list(client.sync(timeout=1.0))  # what this cell sent was answered
-            except EngineError as exc:
-                print(f"jupysynth: {exc}")
-            errors += [e for e in client.take_errors() if e not in errors]
-            for where, why in errors:
-                print(f"jupysynth engine error: {where}: {why}")
-        if not self.playing_ids():
+        if client is None:
             return
+        errors: list[tuple[str, str]] = []
         try:
-            faults = self.engine.status().get("faults", {})
+            errors = list(client.sync(timeout=1.0))  # what this cell sent was answered
         except EngineError as exc:
             print(f"jupysynth: {exc}")
+        errors += [e for e in client.take_errors() if e not in errors]
+        for where, why in errors:
+            print(f"jupysynth engine error: {where}: {why}")
+        # pushed while this cell ran (its own modules: no output to write to yet),
+        # or for a module no cell made
+        with self._lock:
+            todo = [f for i, f in list(client.faults.items()) if i not in self._reported_faults]
+            self._reported_faults.update(f.id for f in todo)
+        for fault in todo:
+            print(self._fault_text(fault))
+
+    # -- faults pushed by the engine (the OSC client's thread) ---------------------------------
+
+    def _attach(self) -> None:
+        """Hear the pushes of the engine's current client (a restart makes a new one)."""
+        client = getattr(self.engine, "client", None) if self.engine is not None else None
+        if client is None or client is self._client:
             return
-        for mid, message in faults.items():
-            if mid not in self._reported_faults:
-                self._reported_faults.add(mid)
-                print(f"jupysynth: module muted: {message}")
+        with self._lock:
+            self._client = client
+            self._reported_faults.clear()  # a new engine: its faults are all news
+        client.on_fault = self._on_fault
+
+    def _adopt_new_modules(self) -> None:
+        """The modules this cell sent to the engine report their faults in its output."""
+        player = self._player()
+        if player is None:
+            return
+        made = set(player.modules) - self._modules_before
+        write = _CellOutput(self.widgets) if made else None
+        with self._lock:
+            for i in made:
+                self._writers[i] = write
+            gone = [self._writers.pop(i) for i in list(self._writers) if i not in player.modules]
+            kept = {id(w) for w in self._writers.values()}
+            for w in {id(w): w for w in gone if id(w) not in kept}.values():
+                w.release()
+
+    def _on_fault(self, module_id: int, fault: Fault | None) -> None:
+        """A push from the engine: redraw the module's panels, tell the cell that made it."""
+        for panel in panels(module_id):
+            panel.refresh_state()
+        with self._lock:
+            if fault is None:
+                self._reported_faults.discard(module_id)
+                return
+            write = self._writers.get(module_id)
+            if write is None or module_id in self._reported_faults:
+                return  # the cell running now prints it when it ends
+            self._reported_faults.add(module_id)
+            # under the lock: a cell ending now must not release this output meanwhile
+            write(self._fault_text(fault))
+
+    def _fault_text(self, fault: Fault) -> str:
+        player = self._player()
+        module = player.modules.get(fault.id) if player is not None else None
+        name = module._short() if module is not None else fault.label
+        lines = fault.message.strip().splitlines()
+        if len(lines) <= 1:
+            return f"jupysynth: {name} is muted, the rest plays on: {fault.last_line}"
+        tail = textwrap.indent(fault.tail(FAULT_LINES), "  ")
+        return f"jupysynth: {name} raised and is muted, the rest plays on:\n{tail}"
+
+    def _fault_of(self, module: Module) -> str | None:
+        """The last line of the module's fault, as pushed (a stand-in engine is asked)."""
+        client = getattr(self.engine, "client", None)
+        if client is not None:
+            fault = client.faults.get(module.id)
+            return fault.last_line if fault is not None else None
+        try:
+            message = self.engine.status().get("faults", {}).get(module.id)
+        except EngineError:
+            return None
+        return Fault(module.id, "", message).last_line if message is not None else None
 
     def state_of(self, module: Module) -> str:
-        """The state line of a knob panel: playing, faulted, feeding, not playing, offline."""
+        """The state line of a knob panel: playing, faulted, feeding, not playing, offline.
+
+        Called from the OSC client's thread too (a pushed fault): it never waits on the engine.
+        """
         if self.engine is None:
             return f"offline mode ({self.reason or 'no engine'}): not played"
         if not self.engine.running:
@@ -281,14 +374,10 @@ class Session:
         player = self._player()
         if player is None:
             return "not playing"
-        faults = {}
         if module.id in player.modules:
-            try:
-                faults = self.engine.status().get("faults", {})
-            except EngineError:
-                faults = {}
-        if module.id in faults:
-            return f"faulted: {faults[module.id]}"
+            fault = self._fault_of(module)
+            if fault is not None:
+                return f"faulted: {fault}"
         if module.id in player.roots:
             return "playing"
         if module.id in player.modules:
@@ -318,6 +407,40 @@ class Session:
             return Tap(self.engine, port.module.id, port.index)
         except EngineError:
             return None
+
+
+class _CellOutput:
+    """Writes into the output of the cell that made it, from any thread, after the cell ended.
+
+    With widgets, an ``ipywidgets.Output`` shown in the cell (empty, so invisible,
+    until something is written); without, a plain print (a terminal).  The Output
+    is shown without its text form (``Output()``): a front end without widgets
+    (nbconvert, nbval, GitHub) shows nothing, and a cell's checked output is unchanged.
+    """
+
+    def __init__(self, widgets: bool) -> None:
+        self._out: Any = None
+        self._written = False
+        if widgets:
+            import ipywidgets as w
+            from IPython.display import display
+
+            self._out = w.Output()
+            bundle = self._out._repr_mimebundle_()
+            bundle.pop("text/plain", None)
+            display(bundle, raw=True)
+
+    def __call__(self, text: str) -> None:
+        self._written = True
+        if self._out is not None:
+            self._out.append_stdout(text + "\n")
+        else:
+            print(text, flush=True)
+
+    def release(self) -> None:
+        """None of its modules is in the engine any more: close it unless it shows an error."""
+        if self._out is not None and not self._written:
+            self._out.close()
 
 
 def play(patch: Module | Port | Iterable[Module | Port], name: str | None = None) -> None:
