@@ -134,10 +134,9 @@ class PatchTable:
         if len(self.nodes) >= MAX_MODULES:
             raise PatchError(f"the engine holds {MAX_MODULES} modules already; free some first")
         cls = self._types.get(type_name)
-        if cls is None:
-            raise PatchError(
-                f"unknown module type {type_name!r}; valid: {', '.join(sorted(self._types))}"
-            )
+        if cls is None or getattr(cls, "internal", False):
+            valid = sorted(n for n, c in self._types.items() if not getattr(c, "internal", False))
+            raise PatchError(f"unknown module type {type_name!r}; valid: {', '.join(valid)}")
         try:
             raw = json.loads(spec_json) if spec_json.strip() else {}
         except ValueError as exc:

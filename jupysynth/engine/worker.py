@@ -1,22 +1,28 @@
 """A worker process: ``python -m jupysynth.engine.worker <fd> <memfd> <config-json>``.
 
 Started by the engine's :class:`~jupysynth.engine.workers.PoolRenderer`, never
-by hand.  It holds a :class:`~jupysynth.renderer.Renderer` for the modules the
-engine assigned to it (whole connected parts of the patch), renders one block
-per request and copies its output channels into its columns of the shared
-output bus, where the engine mixes every worker's channels in the patch's
-output order.  It dies with the engine (``PR_SET_PDEATHSIG``, and end-of-file
-on its pipe).
+by hand.  It renders its share of the patch (see :mod:`jupysynth.engine.split`)
+with two :class:`~jupysynth.renderer.Renderer`: the ``body`` (whole parts,
+voices, copies of heads) and, on the worker holding a split part's tail, the
+``tail``, which renders after every worker's body, reading the signals it
+needs from the shared output bus through stand-in modules
+(:class:`~jupysynth.engine.split.ImportMono`).  After each renderer, the
+worker copies its output channels (and the body's exports) into its columns
+of the shared bus, where the engine mixes the channels in the patch's order.
+It dies with the engine (``PR_SET_PDEATHSIG``, and end-of-file on its socket).
 
-Requests (pickled, except the plain block, which is ``b"B"`` + frames):
+Requests (:class:`~jupysynth.engine.wire.Wire` messages, pickled except the
+plain block ``b"B"`` + frames and the go-ahead ``b"P"``):
 
-- ``("B", frames, sets, events)``: apply ``sets`` (``(id, name, value, ramp)``),
-  render ``frames`` with in-block ``events``, write the outputs; reply ``b"K"``,
-  or ``("K", faults)`` when a module was muted;
-- ``("U", nodes, outputs, columns, states, types, revived)``: load the module
-  classes ``types`` (``{name: /type/define blob}``), unmute ``revived`` (their
-  class was replaced), replace the patch (modules that stay keep their state,
-  and swap to a replaced class), import ``states`` of modules moved here;
+- ``("B", frames, sets, events)``: apply ``sets`` (``(id, name, value,
+  ramp)``), render the body with its in-block ``events``, write its columns;
+  with a tail, reply ``b"A"`` and wait for ``b"P"`` (every body is done), then
+  render the tail; reply ``b"K"``, or ``("K", faults)`` when a module was muted;
+- ``("U", body, tail, imports, states, types, revived)``: load the module
+  classes ``types`` (``{name: /type/define blob}``), unmute ``revived``,
+  replace both renderers' patches (``body``/``tail``: ``(nodes, outputs,
+  columns)``; modules that stay keep their state), import ``states`` of
+  modules moved here; ``imports``: ``(id, port, column)`` the tail reads;
   reply ``b"K"``;
 - ``("X", ids)``: reply the state of these modules (they are moving away);
 - ``("Q",)``: exit.
@@ -29,15 +35,59 @@ import mmap
 import os
 import pickle
 import signal
+import socket
 import struct
 import sys
-from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
 __all__ = ["main"]
 
 _BLOCK = struct.Struct("<I")
+
+
+class _Part:
+    """One renderer of the worker and where its outputs go on the shared bus."""
+
+    def __init__(self, renderer: Any, shared: np.ndarray, copy: Any) -> None:
+        self.r = renderer
+        self.shared = shared
+        self.copy = copy
+        self.real: set[int] = set()  # modules rendered here (not stand-ins)
+        self.outputs: list[tuple[int, int, int]] = []
+        self.columns = np.zeros(0, dtype=np.int64)
+        self.slots = np.zeros(0, dtype=np.int64)
+        self.schedule = None
+
+    def update(self, nodes: dict, outputs: list, columns: list, real: set[int]) -> None:
+        self.r.update(nodes, outputs)
+        self.real = real
+        self.outputs = outputs
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.shared[:, self.columns] = 0.0
+        self.schedule = None
+
+    def render(self, frames: int, events: Any) -> None:
+        r = self.r
+        if not r.nodes:
+            return
+        before = len(r.faults)
+        r.process(frames, events)
+        if r.schedule is not self.schedule:
+            # rebuilt (a muted module): find the output channels again
+            self.schedule = r.schedule
+            self.slots = np.asarray(
+                [r.schedule.slot_of.get((i, p), 0) for i, p, _ in self.outputs], dtype=np.int64
+            )
+        if len(self.columns):
+            self.copy(frames, r.bus, self.slots, self.shared, self.columns)
+            if len(r.faults) != before:
+                # the span that caught a NaN still holds it: keep it from the tail and mix
+                for c in self.columns:
+                    np.nan_to_num(
+                        self.shared[:frames, c], copy=False, nan=0.0, posinf=0.0, neginf=0.0
+                    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,31 +98,38 @@ def main(argv: list[str] | None = None) -> int:
 
     _die_with_parent(cfg["parent_pid"], signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
-    sr, bs, cols = cfg["samplerate"], cfg["blocksize"], cfg["columns"]
-    shared = mmap.mmap(memfd, bs * cols * 4)
-    os.close(memfd)
-    bus_out = np.ndarray((bs, cols), dtype=np.float32, buffer=shared)
+    from .wire import Wire
 
+    wire = Wire(socket.socket(fileno=fd))
+    sr, bs, cols = cfg["samplerate"], cfg["blocksize"], cfg["columns"]
+    shared_map = mmap.mmap(memfd, bs * cols * 4)
+    os.close(memfd)
+    shared = np.ndarray((bs, cols), dtype=np.float32, buffer=shared_map)
+
+    from .. import kernels
     from ..errors import JupysynthError
     from ..graph import register_type
     from ..renderer import Renderer
     from ..warmup import warmup
+    from .split import ImportMono  # noqa: F401 - registers the stand-in types
     from .typedefs import load_type
 
     warmup()
     _warm_every_kernel(sr, bs)
-    renderer = Renderer({}, [], sr, bs)
-    columns = np.zeros(0, dtype=np.int64)
-    outputs: list[tuple[int, int, int]] = []
-    slots = np.zeros(0, dtype=np.int64)
-    schedule = None
+    copy = kernels.load("bus.copy_columns")
+    copy(0, shared, np.zeros(1, np.int64), shared, np.zeros(1, np.int64))
+    body = _Part(Renderer({}, [], sr, bs), shared, copy)
+    tail = _Part(Renderer({}, [], sr, bs), shared, copy)
+    imports = np.zeros(0, dtype=np.int64)  # shared columns the tail reads
+    stand_ins: list[tuple[int, int]] = []
+    import_slots = np.zeros(0, dtype=np.int64)
+    import_schedule = None
     faults_sent: dict[int, str] = {}
     _raise_priority()
-    conn.send_bytes(b"R")
+    wire.send(b"R")
     while True:
         try:
-            data = conn.recv_bytes()
+            data = wire.recv()
         except (EOFError, OSError):
             return 0  # the engine is gone
         if data[:1] == b"B":
@@ -85,27 +142,47 @@ def main(argv: list[str] | None = None) -> int:
                 _, frames, sets, events = msg
         if kind == "B":
             for node_id, name, value, ramp in sets:
+                part = body if node_id in body.real else tail
                 try:
-                    renderer.set(node_id, name, value, ramp=ramp)
+                    part.r.set(node_id, name, value, ramp=ramp)
                 except JupysynthError:
                     pass  # checked by the engine; only a module just muted lands here
-            if renderer.nodes:
-                renderer.process(frames, events)
-                if renderer.schedule is not schedule:
-                    # rebuilt (a muted module): find the output channels again
-                    schedule = renderer.schedule
-                    slots = np.asarray(
-                        [schedule.slot_of.get((i, p), 0) for i, p, _ in outputs], dtype=np.int64
-                    )
-                if len(columns):
-                    bus_out[:frames, columns] = renderer.bus[:frames, slots]
-            if renderer.faults != faults_sent:
-                faults_sent = dict(renderer.faults)
-                conn.send_bytes(pickle.dumps(("K", faults_sent)))
+            if events and tail.real:
+                mine = [e for e in events if e[1] in body.real]
+                theirs = [e for e in events if e[1] in tail.real]
             else:
-                conn.send_bytes(b"K")
+                mine, theirs = events, ()
+            body.render(frames, mine)
+            if tail.real:
+                wire.send(b"A")
+                try:
+                    go = wire.recv()
+                except (EOFError, OSError):
+                    return 0
+                if go != b"P":
+                    print(
+                        f"jupysynth worker: expected the go-ahead, got {go[:8]!r}", file=sys.stderr
+                    )
+                    return 1
+                r = tail.r
+                if r.schedule is not import_schedule:
+                    import_schedule = r.schedule
+                    import_slots = np.asarray(
+                        [r.schedule.slot_of.get(key, 0) for key in stand_ins], dtype=np.int64
+                    )
+                if len(imports):
+                    copy(frames, shared, imports, r.bus, import_slots)
+                tail.render(frames, theirs)
+            faults = {**{i: f for i, f in tail.r.faults.items() if i in tail.real}, **body.r.faults}
+            if faults != faults_sent:
+                faults_sent = faults
+                wire.send(pickle.dumps(("K", faults)))
+            else:
+                wire.send(b"K")
         elif kind == "U":
-            _, nodes, outputs, cols_, states, types, revived = msg
+            _, (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, states, types, revived = (
+                msg
+            )
             for name, blob in types.items():
                 try:
                     register_type(load_type(name, blob))
@@ -113,15 +190,30 @@ def main(argv: list[str] | None = None) -> int:
                     # the engine loaded the same blob; only a broken worker lands here,
                     # and its modules then fail like any crash of this worker
                     print(f"jupysynth worker: {exc}", file=sys.stderr)
-            renderer.revive(revived)
-            renderer.update(nodes, outputs)
-            renderer.import_state(states)
-            columns = np.asarray(cols_, dtype=np.int64)
-            bus_out[:, columns] = 0.0
-            schedule = None
-            conn.send_bytes(b"K")
+            t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
+            # modules changing renderer here carry their state across
+            crossing = {
+                **body.r.export_state([i for i in t_real if i in body.real]),
+                **tail.r.export_state([i for i in b_nodes if i in tail.real]),
+            }
+            for part in (body, tail):
+                part.r.revive(revived)
+            stand_ins = [(i, p) for i, p, _ in imp]
+            # a stand-in muted for a NaN it carried plays again with the new patch
+            for i in {i for i, _ in stand_ins}:
+                tail.r.disabled.discard(i)
+                tail.r.faults.pop(i, None)
+            body.update(b_nodes, b_outs, b_cols, set(b_nodes))
+            tail.update(t_nodes, t_outs, t_cols, t_real)
+            imports = np.asarray([c for _, _, c in imp], dtype=np.int64)
+            import_schedule = None
+            for part in (body, tail):
+                part.r.import_state({**crossing, **states})
+            faults_sent = {}
+            wire.send(b"K")
         elif kind == "X":
-            conn.send_bytes(pickle.dumps(renderer.export_state(msg[1])))
+            ids = msg[1]
+            wire.send(pickle.dumps({**tail.r.export_state(ids), **body.r.export_state(ids)}))
         elif kind == "Q":
             return 0
 

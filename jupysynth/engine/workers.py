@@ -6,15 +6,20 @@ the engine core uses (``process``, ``set``, ``update``, ``nodes``,
 or through workers.
 
 How the work is split
-    The patch is cut into its connected parts (modules linked by signals); a
-    part goes whole to one worker, the one that already holds most of it (a
-    new part to the least loaded).  A module that must move (two parts on
-    different workers get connected) takes its state along.
+    :func:`jupysynth.engine.split.assign` divides the patch: a light
+    connected part goes whole to one worker (the one that already holds most
+    of it, a new part to the least loaded); a heavy one is split by voices:
+    each voice chain renders on one worker, what all voices share (an LFO) is
+    rendered by every worker that needs it, and what sums them (a Mix and the
+    effects after it) renders on one worker in a second phase of the block,
+    once every worker has written its voices to the shared bus.  A module
+    that must move takes its state along.
 
 Why the samples do not depend on the worker count
-    Every kernel renders each instance independently, so a part renders the
-    same samples alone as inside the whole patch.  Workers copy each output
-    channel into their columns of one shared output bus (an anonymous
+    Every kernel renders each instance independently, so a module renders the
+    same samples on any worker, given the same inputs: a tail reads its
+    inputs from the shared bus, exactly as they were rendered.  Workers copy
+    each output channel into their columns of one shared output bus (an anonymous
     ``memfd``: no ``/dev/shm`` entry, freed with the last process), and the
     engine sums the channels in the patch's output order with the renderer's
     own mixing kernel: the same additions in the same order as
@@ -38,6 +43,7 @@ import mmap
 import os
 import pickle
 import queue
+import select
 import signal
 import socket
 import struct
@@ -45,9 +51,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +59,10 @@ import numpy as np
 
 from .. import kernels
 from ..errors import EngineError, PatchError
-from ..graph import NodeSpec
+from ..graph import NodeSpec, module_types
 from ..renderer import fade_plan
+from .split import Share, assign, import_type
+from .wire import Wire
 
 __all__ = ["CULPRIT_WINDOW", "MAX_OUTPUTS_PER_WORKER", "WORKER_DEADLINE", "PoolRenderer"]
 
@@ -66,8 +72,9 @@ log = logging.getLogger("jupysynth.engine")
 #: longer than a block: a loaded machine delays a healthy worker by tens of ms, and
 #: replacing it restarts its modules; a late block already counts as an xrun.
 WORKER_DEADLINE = 0.25
-#: Output channels one worker may feed.
-MAX_OUTPUTS_PER_WORKER = 1024
+#: Output channels one worker may feed (the patch's outputs, and voices its
+#: body hands to a tail on another worker).
+MAX_OUTPUTS_PER_WORKER = 4096
 #: Seconds within which a second worker death mutes the modules both workers held.
 CULPRIT_WINDOW = 30.0
 _START_TIMEOUT = 120.0
@@ -81,11 +88,12 @@ _BLOCK = struct.Struct("<I")
 class _Worker:
     """One worker process and what the engine assigned to it."""
 
-    def __init__(self, proc: subprocess.Popen, conn: Connection) -> None:
+    def __init__(self, proc: subprocess.Popen, wire: Wire) -> None:
         self.proc = proc
-        self.conn = conn
+        self.wire = wire
         self.ready = False
-        self.ids: set[int] = set()
+        self.ids: set[int] = set()  # modules it renders (body and tail)
+        self.tail = False  # renders a tail: a second phase each block
         self.sets: list[tuple] = []  # parameter changes to send with the next block
         self.types: dict[str, bytes] = {}  # /type/define blobs it has loaded, by name
 
@@ -93,9 +101,9 @@ class _Worker:
         """True once the worker has loaded its kernels (never blocks)."""
         if not self.ready:
             try:
-                if self.conn.poll(0) and self.conn.recv_bytes() == b"R":
+                if select.select([self.wire], [], [], 0)[0] and self.wire.recv() == b"R":
                     self.ready = True
-            except (EOFError, OSError):
+            except (EOFError, OSError, ValueError):
                 return False
         return self.ready
 
@@ -103,7 +111,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-        self.conn.close()
+        self.wire.close()
 
 
 class PoolRenderer:
@@ -148,7 +156,10 @@ class PoolRenderer:
         # load (or compile) the mixing kernels now, not in the first block
         _MIX_OUT(0, 1, self.bus, self._left, self._right, self.out)
         _ALL_FINITE(self.out, 0, 1)
-        self._where: dict[int, int] = {}  # module id -> slot
+        self._holders: dict[int, list[int]] = {}  # module id -> slots rendering it
+        self._poller = select.poll()
+        self._polled: dict[int, int] = {}  # fd -> slot, the rendering workers' sockets
+        self._tails: list[int] = []  # slots rendering a tail (a second phase)
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
         self._block_cmd = {n: b"B" + _BLOCK.pack(n) for n in range(1, self.blocksize + 1)}
         # Workers are started by one long-lived thread: PR_SET_PDEATHSIG fires when
@@ -228,7 +239,7 @@ class PoolRenderer:
             )
         finally:
             theirs.close()
-        return _Worker(proc, Connection(ours.detach()))
+        return _Worker(proc, Wire(ours))
 
     def _collect_spawned(self) -> None:
         """Pick up a spare the spawner thread has started (never blocks)."""
@@ -288,7 +299,7 @@ class PoolRenderer:
             if w is None:
                 continue
             try:
-                w.conn.send_bytes(pickle.dumps(("Q",)))
+                w.wire.send(pickle.dumps(("Q",)))
             except OSError:
                 pass
         deadline = time.monotonic() + 2.0
@@ -331,7 +342,12 @@ class PoolRenderer:
         culprits = {i for i in w.ids if now - self._deaths.get(i, -1e9) < CULPRIT_WINDOW}
         for i in w.ids:
             self._deaths[i] = now
-            self._where.pop(i, None)  # its state died with the worker
+            left = [s for s in self._holders.get(i, ()) if s != slot]
+            if left:
+                self._holders[i] = left  # a copy of a head lives on
+            else:
+                self._holders.pop(i, None)  # its state died with the worker
+        self._watch()
         log.warning(
             "worker %d (pid %d) %s; %d modules restart on a spare",
             slot,
@@ -378,9 +394,10 @@ class PoolRenderer:
         if isinstance(value, tuple) or isinstance(was, tuple):
             self._assign()
             return
-        slot = self._where.get(node_id)
-        if slot is not None and self._slots[slot] is not None:
-            self._slots[slot].sets.append((node_id, name, value, ramp))
+        for slot in self._holders.get(node_id, ()):
+            w = self._slots[slot]
+            if w is not None:
+                w.sets.append((node_id, name, value, ramp))
 
     def define_type(self, name: str, blob: bytes) -> None:
         """Keep a module class for the workers; each loads it with its next patch."""
@@ -414,23 +431,19 @@ class PoolRenderer:
         self.disabled &= set(self.nodes)
         self._assign()
 
-    def _parts(self, live: dict[int, NodeSpec]) -> list[list[int]]:
-        parent = {i: i for i in live}
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i, spec in live.items():
-            for src, _ in spec.sources():
-                if src in live:
-                    parent[find(src)] = find(i)
-        parts: dict[int, list[int]] = {}
-        for i in sorted(live):
-            parts.setdefault(find(i), []).append(i)
-        return list(parts.values())
+    def _watch(self) -> None:
+        """Poll the sockets of the workers rendering now (after any slot change)."""
+        for fd in self._polled:
+            try:
+                self._poller.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        self._polled = {}
+        for slot, w in enumerate(self._slots):
+            if w is not None:
+                fd = w.wire.fileno()
+                self._poller.register(fd, select.POLLIN)
+                self._polled[fd] = slot
 
     def _assign(self) -> None:
         # a worker dying meanwhile changes the slots: assign again (a few times at most)
@@ -441,37 +454,38 @@ class PoolRenderer:
                 return
 
     def _assign_once(self) -> None:
+        self._watch()
         live = {i: s for i, s in self.nodes.items() if i not in self.disabled}
         open_slots = [s for s, w in enumerate(self._slots) if w is not None]
-        where: dict[int, int] = {}
-        load = Counter({s: 0 for s in open_slots})
-        if open_slots:
-            parts = sorted(self._parts(live), key=len, reverse=True)
-            for part in parts:
-                votes = Counter(self._where[i] for i in part if self._where.get(i) in load)
-                slot = (
-                    min(votes, key=lambda s: (-votes[s], s))
-                    if votes
-                    else min(load, key=lambda s: (load[s], s))
+        previous = {i: slots[0] for i, slots in self._holders.items()}
+        shares: dict[int, Share] = assign(live, open_slots, previous)
+        holders: dict[int, list[int]] = {}
+        for slot in open_slots:
+            for i in sorted(shares[slot].body | shares[slot].tail):
+                holders.setdefault(i, []).append(slot)
+        # columns on the shared bus: each worker's in its own range
+        taken = {s: 0 for s in open_slots}
+
+        def column(slot: int) -> int:
+            if taken[slot] >= MAX_OUTPUTS_PER_WORKER:
+                raise PatchError(
+                    f"more than {MAX_OUTPUTS_PER_WORKER} output channels on one worker; "
+                    "mix them in the patch (Mix) and output the mix"
                 )
-                load[slot] += len(part)
-                for i in part:
-                    where[i] = slot
-        # outputs: a column per channel in its worker's range, in the patch's order
-        columns: dict[int, list[tuple[int, int, int, int]]] = {s: [] for s in open_slots}
+            taken[slot] += 1
+            return slot * MAX_OUTPUTS_PER_WORKER + taken[slot]
+
+        routes: dict[int, dict[str, list]] = {
+            s: {"body": [], "tail": []} for s in open_slots
+        }  # (id, port, channels, column) each renderer writes
         left, right = [], []
         for oid, port, chans in self.outputs:
-            slot = where.get(oid)
             col = 0
-            if slot is not None:
-                taken = columns[slot]
-                if len(taken) >= MAX_OUTPUTS_PER_WORKER:
-                    raise PatchError(
-                        f"more than {MAX_OUTPUTS_PER_WORKER} output channels on one worker; "
-                        "mix them in the patch (Mix) and output the mix"
-                    )
-                col = 1 + slot * MAX_OUTPUTS_PER_WORKER + len(taken)
-                taken.append((col, oid, port, chans))
+            if oid in holders:
+                slot = holders[oid][0]
+                col = column(slot)
+                role = "tail" if oid in shares[slot].tail else "body"
+                routes[slot][role].append((oid, port, chans, col))
             if chans == 1:
                 left.append(col)
                 right.append(col)
@@ -479,34 +493,68 @@ class PoolRenderer:
                 left.append(col)
             else:
                 right.append(col)
-        # moving modules take their state: ask where they were, then hand it on
-        moving: dict[int, list[int]] = {}
-        for i, slot in where.items():
-            old = self._where.get(i)
-            if old is not None and old != slot and self._slots[old] is not None:
-                moving.setdefault(old, []).append(i)
-        states: dict[int, dict] = {s: {} for s in open_slots}
-        for old, ids in moving.items():
+        exported: dict[tuple[int, int, int], int] = {}
+        for slot in open_slots:
+            for src, port in shares[slot].exports:
+                col = column(slot)
+                exported[(src, port, slot)] = col
+                routes[slot]["body"].append((src, port, 1, col))
+        # modules arriving on a worker take their state from where they were
+        wanted: dict[int, list[int]] = {}
+        for i, slots in holders.items():
+            old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
+            if old and any(s not in old for s in slots):
+                wanted.setdefault(old[0], []).append(i)
+        found: dict[int, Any] = {}
+        for old, ids in wanted.items():
             got = self._request(old, ("X", ids))
             if got is not None:
-                for i, arrays in pickle.loads(got).items():
-                    states[where[i]][i] = arrays
+                found.update(pickle.loads(got))
+        types = module_types()
         for slot in open_slots:
             w = self._slots[slot]
             if w is None:
                 continue  # died meanwhile: the caller assigns again
-            ids = {i for i, s in where.items() if s == slot}
-            mine = {i: live[i] for i in ids}
-            outs = [(oid, port, chans) for _, oid, port, chans in columns[slot]]
-            cols = [col for col, _, _, _ in columns[slot]]
-            w.ids = ids
+            share = shares[slot]
+            body = routes[slot]["body"]
+            tail = routes[slot]["tail"]
+            t_nodes: dict[int, NodeSpec] = {i: live[i] for i in share.tail}
+            imports = []
+            for src, port, home in share.imports:
+                if src not in t_nodes:
+                    chans = types[live[src].type].channels
+                    kind = import_type(chans)
+                    t_nodes[src] = NodeSpec(src, kind, "bus.hold", {})
+                imports.append((src, port, exported[(src, port, home)]))
+            states = {
+                i: found[i]
+                for i in share.body | share.tail
+                if i in found and slot not in self._holders.get(i, ())
+            }
+            w.ids = share.body | share.tail
+            w.tail = bool(share.tail)
             w.sets = []  # the specs sent now carry every value
-            types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
-            revived = sorted(self._revived)
-            if self._request(slot, ("U", mine, outs, cols, states[slot], types, revived)):
-                w.types.update(types)
+            new_types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
+            msg = (
+                "U",
+                (
+                    {i: live[i] for i in share.body},
+                    [(i, p, c) for i, p, c, _ in body],
+                    [col for *_, col in body],
+                ),
+                (t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]),
+                imports,
+                states,
+                new_types,
+                sorted(self._revived),
+            )
+            if self._request(slot, msg):
+                w.types.update(new_types)
         self._revived.clear()
-        self._where = {i: s for i, s in where.items() if self._slots[s] is not None}
+        self._holders = {
+            i: [s for s in slots if self._slots[s] is not None] for i, slots in holders.items()
+        }
+        self._tails = [s for s in open_slots if self._slots[s] is not None and self._slots[s].tail]
         self._left = np.asarray(left, dtype=np.int64)
         self._right = np.asarray(right, dtype=np.int64)
         if self._fade is not None:
@@ -524,9 +572,10 @@ class PoolRenderer:
         if w is None:
             return None
         try:
-            w.conn.send_bytes(pickle.dumps(msg))
-            if w.conn.poll(_START_TIMEOUT if msg[0] == "U" else WORKER_DEADLINE * 4):
-                return w.conn.recv_bytes()
+            w.wire.send(pickle.dumps(msg))
+            timeout = _START_TIMEOUT if msg[0] == "U" else WORKER_DEADLINE * 4
+            if select.select([w.wire], [], [], timeout)[0]:
+                return w.wire.recv()
             why = f"did not answer {msg[0]!r}"
         except (EOFError, OSError) as exc:
             why = f"broke its pipe ({exc})"
@@ -534,52 +583,80 @@ class PoolRenderer:
         return None
 
     def process(self, frames: int, events: list[tuple[int, int, str, Any]] = ()) -> np.ndarray:
-        """Render ``frames`` on every worker at once and mix their outputs in order."""
+        """Render ``frames`` on every worker at once and mix their outputs in order.
+
+        Every worker renders its body; a worker with a tail then says so
+        (``b"A"``) and waits; once every other worker is done, the tails get
+        the go-ahead (``b"P"``) and render from the voices on the shared bus.
+        """
         if self._reassign or (None in self._slots and self._spare_ready()):
             self._adopt()
         slots = self._slots
         if events:
             per: dict[int, list] = {}
             for ev in events:
-                slot = self._where.get(ev[1])
-                if slot is not None:
+                for slot in self._holders.get(ev[1], ()):
                     per.setdefault(slot, []).append(ev)
                 self.nodes[ev[1]].values[ev[2]] = ev[3]
-        busy: dict[Connection, int] = {}
+        busy = 0
         for slot, w in enumerate(slots):
             if w is None:
                 continue
             mine = per.get(slot) if events else None
             try:
                 if mine or w.sets:
-                    w.conn.send_bytes(pickle.dumps(("B", frames, w.sets, mine or ())))
+                    w.wire.send(pickle.dumps(("B", frames, w.sets, mine or ())))
                     w.sets = []
                 else:
-                    w.conn.send_bytes(self._block_cmd[frames])
+                    w.wire.send(self._block_cmd[frames])
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
-            busy[w.conn] = slot
+            busy += 1
+        done: set[int] = set()
+        waiting = 0  # tails that finished their body and wait for the go-ahead
+        released = not self._tails
         deadline = time.monotonic() + WORKER_DEADLINE
-        while busy:
-            ready = wait(list(busy), max(0.0, deadline - time.monotonic()))
+        while len(done) < busy:
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
+            ready = self._poller.poll(left_ms)
             if not ready:
-                for slot in list(busy.values()):
-                    self._fail(slot, f"missed its {WORKER_DEADLINE * 1e3:.0f} ms deadline")
+                for slot, w in enumerate(slots):
+                    if w is not None and slot not in done:
+                        self._fail(slot, f"missed its {WORKER_DEADLINE * 1e3:.0f} ms deadline")
                 break
-            for conn in ready:
-                slot = busy.pop(conn)
+            for fd, _ in ready:
+                slot = self._polled.get(fd)
+                if slot is None or slot in done or slots[slot] is None:
+                    continue
+                w = slots[slot]
                 try:
-                    reply = conn.recv_bytes()
+                    reply = w.wire.recv()
                 except (EOFError, OSError):
+                    done.add(slot)
                     self._fail(slot, "died")
                     continue
-                if reply != b"K":
+                if reply == b"A":
+                    waiting += 1
+                elif reply == b"K":
+                    done.add(slot)
+                else:
+                    done.add(slot)
                     self.faults.update(pickle.loads(reply)[1])
+            if not released and waiting + len(done) >= busy:
+                released = True
+                for slot in self._tails:
+                    w = slots[slot]
+                    if w is not None and slot not in done:
+                        try:
+                            w.wire.send(b"P")
+                        except OSError as exc:
+                            done.add(slot)
+                            self._fail(slot, f"broke its pipe ({exc})")
         if self._fade is None:
             _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
         else:
-            nodes, outputs, modes, done, length = self._fade
+            nodes, outputs, modes, done_frames, length = self._fade
             _MIX_OUT_FADE(
                 0,
                 frames,
@@ -588,13 +665,13 @@ class PoolRenderer:
                 self._right,
                 self._lmode,
                 self._rmode,
-                done,
+                done_frames,
                 length,
                 self.out,
             )
-            done += frames
-            self._fade = (nodes, outputs, modes, done, length)
-            if done >= length:
+            done_frames += frames
+            self._fade = (nodes, outputs, modes, done_frames, length)
+            if done_frames >= length:
                 self.update(nodes, outputs)  # faded: drop what only the old patch used
         if not _ALL_FINITE(self.out, 0, frames):
             # every module's own NaN is caught in its worker; this is a sum overflowing

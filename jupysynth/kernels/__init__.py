@@ -62,6 +62,11 @@ def _drop_stale_cache() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
             f.unlink(missing_ok=True)
+        # a process still running the old sources may write its kernels back into
+        # the cache; numba keys them on their file's time stamp, so new stamps on
+        # the sources make such entries miss
+        for src in here.glob("*.py"):
+            os.utime(src)
         marker.write_text(stamp)
     except OSError:
         pass  # a read-only install: its cache was written by the same sources

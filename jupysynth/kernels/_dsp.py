@@ -12,9 +12,13 @@ import math
 import numpy as np
 from numba import njit
 
-# Fast-math flags that let LLVM vectorise and fuse but keep NaN/inf semantics,
-# so a module that produces NaN is still caught downstream.
-FAST = {"nsz", "arcp", "contract", "reassoc"}
+# Only the fast-math flag that changes no value (the sign of a zero).  Fusing
+# (contract), reassociating or using reciprocals (arcp) let LLVM compile the
+# vectorised loop and its scalar remainder differently, so an instance's samples
+# depended on its place in its group: on how many instances a worker renders.
+# The loop across instances vectorises without them; NaN and inf keep their
+# meaning, so a module producing NaN is still caught downstream.
+FAST = {"nsz"}
 JIT = {"cache": True, "nogil": True, "fastmath": FAST, "error_model": "numpy"}
 
 F0 = np.float32(0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from ._dsp import JIT
@@ -30,15 +31,35 @@ def gain(a, b, sr, bus, n, out, inp, amount):
 
 @njit(**JIT)
 def mix(a, b, sr, bus, n, out, amp, runs, ptr):
-    # instance i sums the column runs runs[ptr[i]:ptr[i+1]], each (start, length):
-    # inputs that sit side by side on the bus sum as one vectorised reduction
+    # instance i sums the column runs runs[ptr[i]:ptr[i+1]], each (start, length), in
+    # float64 over eight lanes: input k adds to lane k % 8, the lanes add up in a fixed
+    # tree.  The sum depends only on the inputs and their order, never on where they
+    # sit on the bus (a worker lays out only its share); adjacent inputs vectorise.
+    lanes = np.zeros(8)
     for t in range(a, b):
         row = bus[t]
         for i in range(n):
-            acc = 0.0
+            for q in range(8):
+                lanes[q] = 0.0
+            k = 0
             for r in range(ptr[i], ptr[i + 1]):
                 start = runs[r, 0]
-                seg = row[start : start + runs[r, 1]]
-                for k in range(seg.shape[0]):
-                    acc += seg[k]
+                length = runs[r, 1]
+                j = 0
+                while j < length and (k & 7) != 0:
+                    lanes[k & 7] += row[start + j]
+                    j += 1
+                    k += 1
+                while j + 8 <= length:
+                    for q in range(8):
+                        lanes[q] += row[start + j + q]
+                    j += 8
+                    k += 8
+                while j < length:
+                    lanes[k & 7] += row[start + j]
+                    j += 1
+                    k += 1
+            acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+                (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
+            )
             row[out + i] = acc * row[amp + i]

@@ -94,3 +94,20 @@ def mix_out_fade(a, b, bus, left, right, lmode, rmode, pos, length, out):
             g = 1.0 if m == 0 else (1.0 - x if m == 1 else x)
             acc += g * bus[t, right[k]]
         out[t, 1] = acc
+
+
+@njit(**JIT)
+def hold(a, b, sr, bus, n, out):
+    """The kernel of an imported signal: its columns are written from outside, nothing to do."""
+    return
+
+
+@njit(**JIT)
+def copy_columns(frames, src, src_cols, dst, dst_cols):
+    """dst[t, dst_cols[k]] = src[t, src_cols[k]] for the first ``frames`` rows."""
+    m = src_cols.shape[0]
+    for t in range(frames):
+        s = src[t]
+        d = dst[t]
+        for k in range(m):
+            d[dst_cols[k]] = s[src_cols[k]]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from numba import njit
 
-_J = {"nogil": True, "fastmath": {"nsz", "arcp", "contract", "reassoc"}, "error_model": "numpy"}
+from ._dsp import FAST
+
+_J = {"nogil": True, "fastmath": FAST, "error_model": "numpy"}
 
 
 @njit(**_J)

@@ -91,6 +91,81 @@ def test_same_samples_for_any_worker_count_even_when_parts_join(workers):
     assert np.array_equal(live, offline)
 
 
+def voice_bank(n: int):
+    """``n`` voices under one LFO, summed and filtered: a patch the pool splits by voice."""
+    lfo = js.Sine(freq=2.0)
+    voices = [
+        js.LowPass(js.Saw(freq=110 * 2 ** (i / n), amp=0.5 / n), cutoff=900 + 400 * lfo, q=2)
+        for i in range(n)
+    ]
+    mix = js.Mix(*voices)
+    master = js.Pan(js.LowPass(mix, cutoff=3000 + 500 * lfo), pos=0.2)
+    return lfo, voices, mix, master
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_split_voice_bank_plays_the_same_samples_as_offline(workers):
+    """Voices on every worker, the LFO copied, the Mix in a second phase: bit for bit."""
+    lfo, voices, mix, master = voice_bank(48)
+    events = [
+        (0.04, voices[5], "q", 4.0),  # a voice
+        (0.09, lfo, "freq", 7.0),  # the head every worker renders
+        (0.13, mix, "amp", 0.5),  # the tail
+        (0.17, voices[40].input, "freq", 1234.5),
+    ]
+    offline = js.render(master, 0.25, SR, BS, events=events)
+    with Engine(headless=True, workers=workers) as engine:
+        t = engine.time_of(engine.frame_at(time.time() + 0.5))
+        play(master, engine, at=t)
+        for at, module, name, value in events:
+            engine.send_bundle([("/param/set", module.id, name, value)], at=t + at)
+        live = engine.record(0.25, at=t)
+        status = engine.status()
+        assert engine.client.take_errors() == []
+        pids = children_of(engine.pid)
+    assert status["late"] == 0 and status["worker_restarts"] == 0
+    assert len(pids) == workers + 1
+    assert np.abs(offline).max() > 0.05
+    assert np.array_equal(live, offline)
+
+
+def test_the_pool_splits_a_voice_bank_between_its_workers():
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot
+
+    lfo, voices, mix, master = voice_bank(64)
+    nodes, outputs = snapshot(master)
+    offline = js.render(master, 40 * BS / SR, SR, BS)
+    pool = PoolRenderer(SR, BS, 2)
+    try:
+        pool.update(nodes, outputs)
+        shares = [w.ids for w in pool._slots]
+        live = np.concatenate([pool.process(BS).copy() for _ in range(40)])
+    finally:
+        pool.close()
+    assert all(len(ids) > len(nodes) // 3 for ids in shares)  # both workers carry voices
+    assert all(lfo.id in ids for ids in shares)  # the LFO is rendered on both
+    assert sum(mix.id in ids for ids in shares) == 1
+    assert np.array_equal(live, offline)
+
+
+def test_a_killed_worker_of_a_split_patch_is_replaced_and_the_voices_play_again():
+    _, _, _, master = voice_bank(48)
+    expected = js.render(master, 1.0, SR, BS)
+    level = np.sqrt(np.mean(expected**2))
+    with Engine(headless=True, workers=2) as engine:
+        play(master, engine)
+        time.sleep(0.3)
+        os.kill(children_of(engine.pid)[1], signal.SIGKILL)
+        time.sleep(0.5)
+        status = engine.status()
+        assert (status["workers"], status["worker_restarts"]) == (2, 1)
+        assert status["faults"] == {}
+        x = engine.record(1.0)
+    # the voices restarted from silence with fresh state: the level is back, not the phase
+    assert np.sqrt(np.mean(x**2)) == pytest.approx(level, rel=0.15)
+
+
 def _two_sines(engine: Engine) -> None:
     play([js.Sine(freq=440, amp=0.3), js.Sine(freq=660, amp=0.3)], engine)
 
