@@ -69,5 +69,8 @@ def test_a_fault_shows_in_the_cell_that_made_the_module_and_on_its_panel(lab):  
             assert "faulted: ValueError: cannot fold 128 samples" in line, line
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             maker.screenshot(path=str(ARTIFACTS / "fault.png"))
+            # stop the engine while the kernel lives: the fixture's teardown gives the
+            # server's descendants 1 s to go, and once in a full run one outlived it
+            run_new_cell(pg, "%unload_ext jupysynth")
         finally:
             browser.close()
