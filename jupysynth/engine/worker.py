@@ -50,14 +50,14 @@ _BLOCK = struct.Struct("<I")
 class _Part:
     """One renderer of the worker and where its outputs go on the shared bus."""
 
-    def __init__(self, renderer: Any, shared: np.ndarray, copy: Any) -> None:
+    def __init__(self, renderer: Any, shared: np.ndarray, bus_kernels: Any) -> None:
         self.r = renderer
         self.shared = shared
-        self.copy = copy
+        self.bus_kernels = bus_kernels  # jupysynth.kernels.bus, loaded after start-up
         self.real: set[int] = set()  # modules rendered here (not stand-ins)
         self.outputs: list[tuple[int, int, int]] = []
         self.columns = np.zeros(0, dtype=np.int64)
-        self.slots = np.zeros(0, dtype=np.int64)
+        self.runs = bus_kernels.column_runs([], [])  # bus slots -> shared columns
         self.schedule = None
 
     def update(self, nodes: dict, outputs: list, columns: list, real: set[int]) -> None:
@@ -77,11 +77,10 @@ class _Part:
         if r.schedule is not self.schedule:
             # rebuilt (a muted module): find the output channels again
             self.schedule = r.schedule
-            self.slots = np.asarray(
-                [r.schedule.slot_of.get((i, p), 0) for i, p, _ in self.outputs], dtype=np.int64
-            )
+            slots = [r.schedule.slot_of.get((i, p), 0) for i, p, _ in self.outputs]
+            self.runs = self.bus_kernels.column_runs(slots, self.columns)
         if len(self.columns):
-            self.copy(frames, r.bus, self.slots, self.shared, self.columns)
+            self.bus_kernels.copy_runs(frames, r.bus, self.runs, self.shared)
             if len(r.faults) != before:
                 # the span that caught a NaN still holds it: keep it from the tail and mix
                 for c in self.columns:
@@ -106,9 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     os.close(memfd)
     shared = np.ndarray((bs, cols), dtype=np.float32, buffer=shared_map)
 
-    from .. import kernels
     from ..errors import JupysynthError
     from ..graph import register_type
+    from ..kernels import bus as bus_kernels
+    from ..kernels.bus import column_runs, copy_runs
     from ..renderer import Renderer
     from ..warmup import warmup
     from .split import ImportMono  # noqa: F401 - registers the stand-in types
@@ -116,15 +116,14 @@ def main(argv: list[str] | None = None) -> int:
 
     warmup()
     _warm_every_kernel(sr, bs)
-    copy = kernels.load("bus.copy_columns")
-    copy(0, shared, np.zeros(1, np.int64), shared, np.zeros(1, np.int64))
-    body = _Part(Renderer({}, [], sr, bs), shared, copy)
-    tail = _Part(Renderer({}, [], sr, bs), shared, copy)
+    copy_runs(0, shared, column_runs([0], [0]), shared)
+    body = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
+    tail = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
     imports = np.zeros(0, dtype=np.int64)  # shared columns the tail reads
     stand_ins: list[tuple[int, int]] = []
-    import_slots = np.zeros(0, dtype=np.int64)
+    import_runs = column_runs([], [])
     import_schedule = None
-    faults_sent: dict[int, str] = {}
+    faults_seen = 0  # faults reported so far (both renderers)
     _raise_priority()
     wire.send(b"R")
     while True:
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 mine, theirs = events, ()
             body.render(frames, mine)
             if tail.real:
-                wire.send(b"A")
+                wire.send_small(b"A")
                 try:
                     go = wire.recv()
                 except (EOFError, OSError):
@@ -167,18 +166,20 @@ def main(argv: list[str] | None = None) -> int:
                 r = tail.r
                 if r.schedule is not import_schedule:
                     import_schedule = r.schedule
-                    import_slots = np.asarray(
-                        [r.schedule.slot_of.get(key, 0) for key in stand_ins], dtype=np.int64
+                    import_runs = column_runs(
+                        imports, [r.schedule.slot_of.get(key, 0) for key in stand_ins]
                     )
                 if len(imports):
-                    copy(frames, shared, imports, r.bus, import_slots)
+                    copy_runs(frames, shared, import_runs, r.bus)
                 tail.render(frames, theirs)
-            faults = {**{i: f for i, f in tail.r.faults.items() if i in tail.real}, **body.r.faults}
-            if faults != faults_sent:
-                faults_sent = faults
+            count = len(body.r.faults) + len(tail.r.faults)
+            if count != faults_seen:  # faults are only ever added between patches
+                faults_seen = count
+                faults = {i: f for i, f in tail.r.faults.items() if i in tail.real}
+                faults.update(body.r.faults)
                 wire.send(pickle.dumps(("K", faults)))
             else:
-                wire.send(b"K")
+                wire.send_small(b"K")
         elif kind == "U":
             _, (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, states, types, revived = (
                 msg
@@ -209,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             import_schedule = None
             for part in (body, tail):
                 part.r.import_state({**crossing, **states})
-            faults_sent = {}
-            wire.send(b"K")
+            faults_seen = -1  # report what is left after the new patch
+            wire.send_small(b"K")
         elif kind == "X":
             ids = msg[1]
             wire.send(pickle.dumps({**tail.r.export_state(ids), **body.r.export_state(ids)}))

@@ -114,6 +114,34 @@ class _Worker:
         self.wire.close()
 
 
+class _Watched(dict):
+    """``{(module id, port): shared-bus column}`` of the outputs scope taps read.
+
+    :class:`~jupysynth.engine.taps.Taps` looks a tapped port up here as in a
+    renderer's ``schedule.slot_of``; a port not exported yet is noted, and the
+    next block's assignment has its worker copy it to the shared bus.
+    """
+
+    def __init__(self, pool: PoolRenderer) -> None:
+        super().__init__()
+        self.pool = pool
+        self.wanted: set[tuple[int, int]] = set()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        col = dict.get(self, key)
+        if col is None and key not in self.wanted:
+            self.wanted.add(key)
+            self.pool._reassign = True
+        return default if col is None else col
+
+
+class _Schedule:
+    """What the scope taps need of a schedule: where each tapped output is on :attr:`bus`."""
+
+    def __init__(self, pool: PoolRenderer) -> None:
+        self.slot_of = _Watched(pool)
+
+
 class PoolRenderer:
     """Render through ``workers`` worker processes (see the module docstring).
 
@@ -160,6 +188,7 @@ class PoolRenderer:
         self._poller = select.poll()
         self._polled: dict[int, int] = {}  # fd -> slot, the rendering workers' sockets
         self._tails: list[int] = []  # slots rendering a tail (a second phase)
+        self.schedule = _Schedule(self)  # scope taps read outputs from the shared bus
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
         self._block_cmd = {n: b"B" + _BLOCK.pack(n) for n in range(1, self.blocksize + 1)}
         # Workers are started by one long-lived thread: PR_SET_PDEATHSIG fires when
@@ -429,6 +458,8 @@ class PoolRenderer:
             self.nodes = dict(nodes)
             self.outputs = list(outputs)
         self.disabled &= set(self.nodes)
+        for i in [i for i in self.faults if i not in self.nodes]:
+            del self.faults[i]  # freed: an id used again is a new module
         self._assign()
 
     def _watch(self) -> None:
@@ -493,6 +524,15 @@ class PoolRenderer:
                 left.append(col)
             else:
                 right.append(col)
+        watched = self.schedule.slot_of
+        watched.clear()
+        watched.wanted &= {(i, p) for i, p in watched.wanted if i in self.nodes}
+        for key in sorted(watched.wanted):
+            if key[0] in holders:
+                slot = holders[key[0]][0]
+                role = "tail" if key[0] in shares[slot].tail else "body"
+                dict.__setitem__(watched, key, column(slot))
+                routes[slot][role].append((key[0], key[1], 1, watched[key]))
         exported: dict[tuple[int, int, int], int] = {}
         for slot in open_slots:
             for src, port in shares[slot].exports:
@@ -608,7 +648,7 @@ class PoolRenderer:
                     w.wire.send(pickle.dumps(("B", frames, w.sets, mine or ())))
                     w.sets = []
                 else:
-                    w.wire.send(self._block_cmd[frames])
+                    w.wire.send_small(self._block_cmd[frames])
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
@@ -649,7 +689,7 @@ class PoolRenderer:
                     w = slots[slot]
                     if w is not None and slot not in done:
                         try:
-                            w.wire.send(b"P")
+                            w.wire.send_small(b"P")
                         except OSError as exc:
                             done.add(slot)
                             self._fail(slot, f"broke its pipe ({exc})")

@@ -50,11 +50,24 @@ def mix(a, b, sr, bus, n, out, amp, runs, ptr):
                     lanes[k & 7] += row[start + j]
                     j += 1
                     k += 1
-                while j + 8 <= length:
-                    for q in range(8):
-                        lanes[q] += row[start + j + q]
-                    j += 8
-                    k += 8
+                if j + 8 <= length:
+                    # the aligned middle, eight running sums in registers
+                    s0, s1, s2, s3 = lanes[0], lanes[1], lanes[2], lanes[3]
+                    s4, s5, s6, s7 = lanes[4], lanes[5], lanes[6], lanes[7]
+                    while j + 8 <= length:
+                        p = start + j
+                        s0 += row[p]
+                        s1 += row[p + 1]
+                        s2 += row[p + 2]
+                        s3 += row[p + 3]
+                        s4 += row[p + 4]
+                        s5 += row[p + 5]
+                        s6 += row[p + 6]
+                        s7 += row[p + 7]
+                        j += 8
+                        k += 8
+                    lanes[0], lanes[1], lanes[2], lanes[3] = s0, s1, s2, s3
+                    lanes[4], lanes[5], lanes[6], lanes[7] = s4, s5, s6, s7
                 while j < length:
                     lanes[k & 7] += row[start + j]
                     j += 1

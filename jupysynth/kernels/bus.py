@@ -103,11 +103,27 @@ def hold(a, b, sr, bus, n, out):
 
 
 @njit(**JIT)
-def copy_columns(frames, src, src_cols, dst, dst_cols):
-    """dst[t, dst_cols[k]] = src[t, src_cols[k]] for the first ``frames`` rows."""
-    m = src_cols.shape[0]
+def copy_runs(frames, src, runs, dst):
+    """Copy column runs: runs[r] = (first source column, first destination column, count)."""
     for t in range(frames):
         s = src[t]
         d = dst[t]
-        for k in range(m):
-            d[dst_cols[k]] = s[src_cols[k]]
+        for r in range(runs.shape[0]):
+            a = runs[r, 0]
+            b = runs[r, 1]
+            for k in range(runs[r, 2]):
+                d[b + k] = s[a + k]
+
+
+def column_runs(src_cols, dst_cols):
+    """Pairs of columns merged into ``copy_runs`` runs where both sides are consecutive."""
+    import numpy as np
+
+    runs = []
+    for a, b in zip(src_cols, dst_cols):
+        a, b = int(a), int(b)
+        if runs and runs[-1][0] + runs[-1][2] == a and runs[-1][1] + runs[-1][2] == b:
+            runs[-1][2] += 1
+        else:
+            runs.append([a, b, 1])
+    return np.asarray(runs, dtype=np.int64).reshape(-1, 3)

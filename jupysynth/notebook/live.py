@@ -390,12 +390,12 @@ class Session:
         A tap reads what the engine renders from shared memory
         (:class:`jupysynth.control.tap.Tap`); None (the scope renders the patch
         in the kernel instead) for several outputs, a module the engine does
-        not hold, an engine rendering on workers, or a tap the engine refuses.
+        not hold, or a tap the engine refuses.
         """
         from ..control.tap import Tap
 
         player = self._player()
-        if not self.live or player is None or getattr(self.engine, "workers", 0):
+        if not self.live or player is None:
             return None
         ports = as_outputs(patch)
         if len({p.module.id for p in ports}) != 1:

@@ -107,12 +107,27 @@ def test_engine_stop_unlinks_the_taps_left_open():
     assert written > 0 and tap.written == 0
 
 
-def test_workers_engine_refuses_taps_with_a_reason():
-    with Engine(headless=True, workers=1) as e:
-        osc = js.Sine(freq=440)
-        play(osc, e)
-        with pytest.raises(EngineError, match="workers=0"):
-            Tap(e, osc.id)
+def test_taps_read_modules_rendered_by_workers_even_in_a_split_voice_bank():
+    """With workers, the tapped output is copied to the shared bus by its worker."""
+    lfo = js.Sine(freq=2.0)
+    voices = [
+        js.LowPass(js.Saw(freq=100 + 7 * i, amp=0.01), cutoff=900 + 400 * lfo) for i in range(48)
+    ]
+    mix = js.Mix(*voices)
+    probe = js.Sine(freq=1500, amp=0.25)  # a light part of its own
+    with Engine(headless=True, workers=2) as e:
+        play([mix, probe], e)
+        with Tap(e, probe.id) as t_probe, Tap(e, lfo.id) as t_lfo, Tap(e, voices[30].id) as t_v:
+            wait_for(lambda: min(t.written for t in (t_probe, t_lfo, t_v)) >= 8192)
+            assert peak_hz(t_probe()) == pytest.approx(1500.0, abs=0.5)
+            x = t_lfo()
+            # the LFO every worker copies: 2 Hz, full scale, steps of one sample
+            assert np.abs(x).max() == pytest.approx(1.0, abs=1e-3)
+            assert np.abs(np.diff(x)).max() < 2 * np.pi * 2.0 / SR * 1.01
+            v = t_v()
+            assert 0.001 < np.abs(v).max() < 0.05
+            assert peak_hz(v) == pytest.approx(310.0, abs=1.0)
+        assert e.status()["faults"] == {}
     assert my_segments() == set()
 
 
