@@ -111,8 +111,8 @@ def copy_runs(frames, src, runs, dst):
         for r in range(runs.shape[0]):
             a = runs[r, 0]
             b = runs[r, 1]
-            for k in range(runs[r, 2]):
-                d[b + k] = s[a + k]
+            n = runs[r, 2]
+            d[b : b + n] = s[a : a + n]
 
 
 def column_runs(src_cols, dst_cols):
