@@ -14,6 +14,11 @@ Both go idle when nothing is in the output and nothing is due: the frame
 clock then follows wall-clock time without rendering (an idle engine costs
 almost no CPU), and playback resumes ``lead`` frames later, where a busy
 engine would have put it.
+
+Both keep the engine's time-tag mapping (``core.t0_ntp``, the wall time of
+frame 0) true to what is heard, with a :class:`FrameClock`: a sound card's
+crystal runs tens of ppm off the system clock, and an xrun or a stall of the
+device loses time for good; see ``docs/clock.md``.
 """
 
 from __future__ import annotations
@@ -24,15 +29,220 @@ from typing import Any
 
 import numpy as np
 
+from ..control.packets import unix_from_ntp
 from ..errors import EngineError
 from .core import EngineCore
 
-__all__ = ["ClockDriver", "RingDriver", "open_driver"]
+__all__ = ["ClockDriver", "FrameClock", "RingDriver", "open_driver"]
 
 # how often an idle engine looks at the clock, in seconds
 _IDLE_POLL = 0.05
 # the shortest sleep of a busy loop, and its margin before a device period ends
 _MIN_SLEEP = 0.0005
+
+
+class FrameClock:
+    """Where frame 0 falls on the wall clock, estimated from what the device has played.
+
+    The engine maps a time tag to a frame with ``t0`` (see
+    :meth:`EngineCore.frame_of`).  This follows ``t0`` as the device really
+    plays: fed with observations ``(now, frame)`` (monotonic time, and the
+    engine frame heard ``lag`` seconds later), it keeps the smallest
+    ``now - frame / samplerate`` of each window (the sample taken right after
+    a device callback: waking late or reading a stale count only makes it
+    larger), and once per window steers ``t0`` towards it with a second-order
+    phase-locked loop that also learns the drift:
+
+    - small errors (drift, jitter) are slewed, at most ``max_slew`` seconds per
+      second: no event tagged later ever maps to an earlier frame than one
+      tagged ``max_slew`` times the gap before it;
+    - an error beyond ``step`` in two windows running (an xrun, a stall, the
+      wall clock set) re-anchors at once; so does the first window after
+      :meth:`restart` (the device started over: there is no old relation to
+      keep);
+    - ``t0`` moves only when the estimate is ``deadband`` away from it, so a
+      device that keeps time leaves it alone, and two messages with the same
+      tag map to the same frame.
+
+    Parameters
+    ----------
+    samplerate : int
+        Frames per second.
+    t0_ntp : int
+        The starting anchor: NTP time of frame 0.
+    lag : float
+        Seconds from an observation's frame being counted to its being heard.
+    window : float
+        Seconds per estimate (it also waits for ``min_samples`` observations).
+    tau : float
+        Time constant of the loop, in seconds.
+    step : float
+        Errors beyond this many seconds re-anchor instead of slewing.
+    max_slew : float
+        Fastest slew of ``t0``, in seconds per second.
+    deadband : float, optional
+        Smallest change of ``t0`` applied, in seconds (default: two frames).
+    max_drift : float
+        Largest drift believed, in seconds per second.
+    min_samples : int
+        Observations a window waits for (up to ten windows long).
+    wind : float
+        Largest error, in seconds, the drift estimate integrates: a phase step
+        slewed out must not wind the drift up.
+    wall, mono : callable
+        The clocks (``time.time``, ``time.monotonic``): tests pass their own.
+
+    Examples
+    --------
+    >>> clock = FrameClock(48000, 0, wall=lambda: 0.0, mono=lambda: 0.0)
+    >>> clock.observe(0.0, 0) is None   # the window is still open
+    True
+    """
+
+    def __init__(
+        self,
+        samplerate: int,
+        t0_ntp: int,
+        *,
+        lag: float = 0.0,
+        window: float = 0.1,
+        tau: float = 3.0,
+        step: float = 0.001,
+        max_slew: float = 0.002,
+        deadband: float | None = None,
+        max_drift: float = 0.002,
+        min_samples: int = 8,
+        wind: float = 4e-4,
+        wall: Any = time.time,
+        mono: Any = time.monotonic,
+    ) -> None:
+        self.samplerate = int(samplerate)
+        self._inv_sr = 1.0 / self.samplerate
+        self.lag = float(lag)
+        self.window = float(window)
+        self.tau = float(tau)
+        self.step = float(step)
+        self.max_slew = float(max_slew)
+        self.deadband = 2.0 / self.samplerate if deadband is None else float(deadband)
+        self.max_drift = float(max_drift)
+        self.min_samples = int(min_samples)
+        self.wind = float(wind)
+        self._wall = wall
+        self._mono = mono
+        self._base_ntp = int(t0_ntp)
+        # the starting anchor in Unix seconds; the loop runs in seconds relative to it
+        self._base = unix_from_ntp(self._base_ntp) if t0_ntp else 0.0
+        self._off = wall() - mono()  # wall minus monotonic time
+        self._x = 0.0  # the loop's estimate of t0
+        self._d = 0.0  # its rate of change (seconds per second): minus the drift
+        self._applied = 0.0  # t0 as the engine uses it
+        self._pending: float | None = None  # a step seen once, waiting for a second window
+        self._lock = True  # the next estimate re-anchors
+        self._pmin = float("inf")
+        self._count = 0
+        self._start: float | None = None
+        self._last: float | None = None
+        #: Re-anchors for errors beyond ``step`` (stalls, xruns, wall clock set).
+        self.steps = 0
+        #: The last estimate minus ``t0`` as used, in seconds.
+        self.error = 0.0
+
+    @property
+    def t0_ntp(self) -> int:
+        """``t0`` as the engine should use it (64-bit NTP)."""
+        return self._base_ntp + int(round(self._applied * 4294967296.0))
+
+    @property
+    def drift_ppm(self) -> float:
+        """How much faster the device runs than the system clock, in parts per million."""
+        return -self._d * 1e6
+
+    @property
+    def offset_ms(self) -> float:
+        """How far ``t0`` has moved from the starting anchor, in milliseconds."""
+        return self._applied * 1e3
+
+    def restart(self) -> None:
+        """The device started playing anew (after an xrun or idling): re-anchor next window."""
+        self._lock = True
+        self._pending = None
+        self._start = None
+
+    def observe(self, now: float, frame: int) -> int | None:
+        """Note that ``frame`` is heard ``lag`` seconds after ``now``; returns a new ``t0``.
+
+        Called on every wake of the block loop: a comparison and a subtraction,
+        except once per window, when it returns the new ``t0_ntp`` if it moved
+        (else None).
+        """
+        if self._start is None:
+            self._start = now
+            self._pmin = float("inf")
+            self._count = 0
+        p = now - frame * self._inv_sr
+        if p < self._pmin:
+            self._pmin = p
+        self._count += 1
+        elapsed = now - self._start
+        if elapsed < self.window or (
+            self._count < self.min_samples and elapsed < 10.0 * self.window
+        ):
+            return None
+        self._start = now
+        pmin = self._pmin
+        self._pmin = float("inf")
+        self._count = 0
+        return self.update(now, pmin)
+
+    def update(self, now: float, phase: float) -> int | None:
+        """One estimate from the window's smallest ``now - frame / samplerate``.
+
+        Returns the new ``t0_ntp`` if ``t0`` moved, else None.
+        """
+        y = phase + self.lag + self._wall_offset() - self._base
+        dt = 0.0 if self._last is None else min(now - self._last, 1.0)
+        self._last = now
+        if self._lock:
+            self._lock = False
+            self._pending = None
+            self._x = y
+            return self._apply(y, abs(y - self._applied) >= self.deadband)
+        e = y - self._x
+        self.error = y - self._applied
+        if abs(e) > self.step:
+            if self._pending is not None and abs(y - self._pending) <= self.step:
+                # both windows saw the new relation; noise only ever adds: take the lower
+                y = min(y, self._pending)
+                self._pending = None
+                self._x = y
+                self.steps += 1
+                return self._apply(y, True)
+            self._pending = y  # one window could be a fluke: wait for a second
+            return None
+        self._pending = None
+        # a type-2 loop, critically damped (zeta = 1): drift tracked with no lasting error
+        w = min(self.wind, max(-self.wind, e))
+        self._d = min(self.max_drift, max(-self.max_drift, self._d + w * dt / self.tau**2))
+        rate = min(self.max_slew, max(-self.max_slew, self._d + 2.0 * e / self.tau))
+        self._x += rate * dt
+        return self._apply(self._x, abs(self._x - self._applied) >= self.deadband)
+
+    def _apply(self, x: float, move: bool) -> int | None:
+        if not move:
+            return None
+        self._applied = x
+        self.error = 0.0
+        return self.t0_ntp
+
+    def _wall_offset(self) -> float:
+        # wall minus monotonic time: constant but for the wall clock being set (NTP
+        # slews both alike); a read interrupted for long keeps the last value
+        m1 = self._mono()
+        w = self._wall()
+        m2 = self._mono()
+        if m2 - m1 < 0.0005:
+            self._off = w - 0.5 * (m1 + m2)
+        return self._off
 
 
 class _Driver:
@@ -55,6 +265,25 @@ class _Driver:
         # an exponential average over about one second of blocks
         self._alpha = min(1.0, self._block_seconds)
         self._idle_since: tuple[int, float] | None = None  # (frame, monotonic) anchor
+        self.clock: FrameClock | None = None  # made by run(), once the core has its t0
+
+    @property
+    def drift_ppm(self) -> float:
+        """Measured speed of the device's clock against the system's, in ppm (+: fast)."""
+        return self.clock.drift_ppm if self.clock is not None else 0.0
+
+    @property
+    def offset_ms(self) -> float:
+        """How far ``t0`` has moved since the start (drift, xruns, stalls), in ms."""
+        return self.clock.offset_ms if self.clock is not None else 0.0
+
+    def _observe(self, now: float, frame: float) -> None:
+        t0 = self.clock.observe(now, frame)  # type: ignore[union-attr]
+        if t0 is not None:
+            # One attribute store, atomic under the GIL: the OSC thread's frame_of()
+            # reads t0_ntp once and sees either value.  Events already queued keep
+            # their frames; only later messages use the new t0.
+            self.core.t0_ntp = t0
 
     def take_peak(self) -> float:
         """The largest single-block DSP load since the last call."""
@@ -113,8 +342,14 @@ class ClockDriver(_Driver):
     def run(self, stop: threading.Event) -> None:
         core = self.core
         buf = np.zeros((self.bs, 2), dtype=np.float32)
+        m0, sr = self._m0, self.sr
+        # frame F is due at m0 + F / sr on the monotonic clock, always: only the wall
+        # clock (time tags) can move against it, when it is set
+        self.clock = FrameClock(sr, core.t0_ntp)
         was_idle = False
         while not stop.is_set():
+            now = time.monotonic()
+            self._observe(now, (now - m0) * sr)
             if self._should_idle():
                 self._idle_step()
                 was_idle = True
@@ -122,7 +357,7 @@ class ClockDriver(_Driver):
             if was_idle:
                 was_idle = False
                 self._catch_up()
-            due = int((time.monotonic() - self._m0) * self.sr) + self.lead
+            due = int((now - m0) * sr) + self.lead
             if core.frame < due:
                 self._render(buf)
                 if core.frame + self.sr < due:
@@ -240,15 +475,24 @@ class RingDriver(_Driver):
             self.ring.write(self._silence[:n])
             missing -= n
 
+    def _lag(self) -> float:
+        """Seconds from the callback reading a device period to that period's last frame
+        being heard: the output latency, plus the period (the read count includes it)."""
+        # rtmixer's stream statistics, read in place: the callback's frame count so far
+        frames = int(self.mixer._state.stats.max_blocksize) or self.period
+        return float(self.mixer.latency) + frames / self.sr
+
     def run(self, stop: threading.Event) -> None:
-        mixer = self.mixer
+        mixer, core = self.mixer, self.core
+        lib, ptr = self._lib, self._ptr
+        self.clock = FrameClock(self.sr, core.t0_ntp, lag=self._lag())
         was_idle = False
         while not stop.is_set():
             if self._should_idle():
                 # let the ring play out; rtmixer then drops the action, which is no xrun
                 self._idle_step()
                 was_idle = True
-                self._poll_stats()
+                self._poll_stats(time.monotonic())
                 continue
             if was_idle:
                 was_idle = False
@@ -257,19 +501,24 @@ class RingDriver(_Driver):
                 self._pad_silence()
                 if self.action not in mixer.actions:
                     self.action = mixer.play_ringbuffer(self.ring)
+                self.clock.restart()  # the silence padded in starts a new relation
             elif self.action not in mixer.actions:
                 self.xruns += 1  # the ring ran dry: rtmixer stopped reading it
                 self._fill()
                 self.action = mixer.play_ringbuffer(self.ring)
+                self.clock.restart()  # the device played silence for a while: time lost
             self._fill()
-            self._poll_stats()
+            # The frame the callback reads next, then the time: a callback in between
+            # makes the sample late, never early, and the clock keeps the earliest.
+            level = lib.PaUtil_GetRingBufferReadAvailable(ptr)
+            now = time.monotonic()
+            self._observe(now, core.frame - level)
+            self._poll_stats(now)
             # Sleep while the queue outlasts one device period, with a margin for waking
             # and rendering: each wake costs a system call, which is not free everywhere.
-            level = self._lib.PaUtil_GetRingBufferReadAvailable(self._ptr)
             time.sleep(max(_MIN_SLEEP, (level - self.period) / self.sr - _MIN_SLEEP))
 
-    def _poll_stats(self) -> None:
-        now = time.monotonic()
+    def _poll_stats(self, now: float) -> None:
         if now < self._stats_due:
             return
         self._stats_due = now + 1.0
