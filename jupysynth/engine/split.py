@@ -267,11 +267,17 @@ def assign(
             if slot is not None and load[slot] + cw[k] <= target + 0.5 * max(cw):
                 placed[k] = slot
                 load[slot] += cw[k]
+        # the rest in ranges: consecutive voices fill one worker, then the next, so
+        # a worker's voices sit side by side on the shared bus (one copy, one sum)
+        free = [s for s in slots if load[s] < target]
         for k in range(len(chains)):
-            if k not in placed:
-                slot = min(slots, key=lambda s: (load[s], s))
-                placed[k] = slot
-                load[slot] += cw[k]
+            if k in placed:
+                continue
+            while len(free) > 1 and load[free[0]] + 0.5 * cw[k] > target:
+                free.pop(0)
+            slot = free[0] if free else min(slots, key=lambda s: (load[s], s))
+            placed[k] = slot
+            load[slot] += cw[k]
         mine: dict[int, set[int]] = {s: set() for s in slots}
         for k, slot in placed.items():
             mine[slot] |= chains[k]

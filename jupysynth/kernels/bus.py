@@ -42,18 +42,47 @@ def ramp(a, b, bus, start, old, new):
             row[i] = old[i] + (new[i] - old[i]) * f
 
 
+@njit(inline="always", **JIT)
+def _sum_slots(row, slots):
+    """The sum of row[slots[k]] in float64 over eight lanes (lane k % 8, then a fixed
+    tree): defined by the order of ``slots`` alone, and eight additions in flight."""
+    m = slots.shape[0]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    k = 0
+    while k + 8 <= m:
+        s0 += row[slots[k]]
+        s1 += row[slots[k + 1]]
+        s2 += row[slots[k + 2]]
+        s3 += row[slots[k + 3]]
+        s4 += row[slots[k + 4]]
+        s5 += row[slots[k + 5]]
+        s6 += row[slots[k + 6]]
+        s7 += row[slots[k + 7]]
+        k += 8
+    if k < m:
+        s0 += row[slots[k]]
+    if k + 1 < m:
+        s1 += row[slots[k + 1]]
+    if k + 2 < m:
+        s2 += row[slots[k + 2]]
+    if k + 3 < m:
+        s3 += row[slots[k + 3]]
+    if k + 4 < m:
+        s4 += row[slots[k + 4]]
+    if k + 5 < m:
+        s5 += row[slots[k + 5]]
+    if k + 6 < m:
+        s6 += row[slots[k + 6]]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
 @njit(**JIT)
 def mix_out(a, b, bus, left, right, out):
     """Sum the output slots into the stereo block."""
     for t in range(a, b):
-        acc = 0.0
-        for s in left:
-            acc += bus[t, s]
-        out[t, 0] = acc
-        acc = 0.0
-        for s in right:
-            acc += bus[t, s]
-        out[t, 1] = acc
+        row = bus[t]
+        out[t, 0] = _sum_slots(row, left)
+        out[t, 1] = _sum_slots(row, right)
 
 
 @njit(**JIT)
@@ -112,7 +141,11 @@ def copy_runs(frames, src, runs, dst):
             a = runs[r, 0]
             b = runs[r, 1]
             n = runs[r, 2]
-            d[b : b + n] = s[a : a + n]
+            if n < 16:
+                for k in range(n):
+                    d[b + k] = s[a + k]
+            else:
+                d[b : b + n] = s[a : a + n]
 
 
 def column_runs(src_cols, dst_cols):
