@@ -1,17 +1,22 @@
 """Time tags stay true to what is heard when the engine stalls (drivers.FrameClock).
 
-A stall is provoked by stopping the engine process (SIGSTOP) for 200 ms.
+On the virtual sound card (JACK dummy), two ways of losing 200 ms for good:
 
-- On the virtual sound card (JACK dummy), JACK waits for the stopped client:
-  the card's timeline loses the stall for good, exactly as after an xrun.  The
-  engine must notice and move ``t0``, so that a burst tagged after the stall is
-  heard as late after its tag as one tagged before it.  What the engine played
-  is captured here through a JACK loopback, each captured frame dated by the
-  wall clock.  Before the engine estimated its clock, the second burst was
-  heard about 200 ms late and ``t0`` never moved.
-- Headless, the engine's clock is the monotonic clock, which runs on through a
-  stall: the engine renders the backlog (skipping it beyond a second) and the
-  time-tag mapping must stay exactly as it was.
+- the engine process stopped (SIGSTOP): JACK waits for the stopped client, so
+  the card's timeline loses the stall;
+- a block that takes 200 ms to render (a cell-written module sleeping): the
+  ring buffer runs dry, the card plays silence meanwhile, the driver counts an
+  xrun and starts the ring again.
+
+The engine must notice and move ``t0``, so that a burst tagged after the stall
+is heard as late after its tag as one tagged before it.  What the engine played
+is captured here through a JACK loopback, each captured frame dated by the wall
+clock.  Before the engine estimated its clock, the second burst was heard about
+200 ms late and ``t0`` never moved.
+
+Headless, the engine's clock is the monotonic clock, which runs on through a
+stall: the engine renders the backlog (skipping it beyond a second) and the
+time-tag mapping must stay exactly as it was (that held before too).
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ def burst(engine: Engine, module: js.Module, at: float) -> None:
     """A 20 ms step of a constant signal: amp 0.5 at ``at``, back to 0 after."""
     engine.send_bundle([("/param/set", module.id, "amp", 0.5)], at=at)
     engine.send_bundle([("/param/set", module.id, "amp", 0.0)], at=at + 0.02)
+
+
+class Nap(js.Module):
+    """Silence that sleeps ``nap`` seconds in the block where ``nap`` changes.
+
+    A stand-in for a slow cell-written module: with ``workers=0`` it stalls the
+    block loop itself.
+    """
+
+    params = (js.Param("nap", 0.0, 0.0, 1.0, "s"),)
+
+    def setup(self):
+        self.last = 0.0
+
+    def process(self, nap):
+        if nap[-1] != self.last:
+            self.last = float(nap[-1])
+            time.sleep(self.last)
+        return np.zeros(nap.shape)
 
 
 def constant() -> js.Module:
@@ -207,10 +231,15 @@ def device_engine(sound_card):
         yield e
 
 
-def test_a_stall_of_the_card_moves_t0_and_later_tags_are_heard_on_time(device_engine, sound_card):
+@pytest.mark.parametrize("how", ["sigstop", "slow-block"])
+def test_a_stall_of_the_card_moves_t0_and_later_tags_are_heard_on_time(
+    device_engine, sound_card, how
+):
     """Burst A before a 200 ms stall, burst B after: each heard as late after its tag.
 
-    Before the engine estimated its clock, t0 never moved and B was heard
+    ``sigstop``: the engine process stopped, JACK waits for it.  ``slow-block``: a
+    module sleeps in the block loop, the ring runs dry (an xrun) and the card plays
+    silence.  Before the engine estimated its clock, t0 never moved and B was heard
     about 200 ms later after its tag than A.  The JACK dummy card on a loaded
     machine also loses time on its own, a few ms now and then, and so does the
     capture (a cycle missed): the engine follows within 0.3 s, but an attempt
@@ -219,26 +248,36 @@ def test_a_stall_of_the_card_moves_t0_and_later_tags_are_heard_on_time(device_en
     Nothing is analysed while capturing: the capture's callback needs the GIL.
     """
     engine = device_engine
-    src = constant()
-    play(src, engine)
+    src, nap = constant(), Nap()
+    play([src, nap], engine)
     attempts = []
     try:
         engine.sync()
+        xruns = engine.status()["xruns"]
         with Capture(sound_card, engine, 7.0) as cap:
             time.sleep(0.5)  # past the clock's first estimates, and the wiring's upset
-            for _attempt in range(3):
+            for k in range(3):
                 s0, sent_a = engine.status(), time.time()
                 burst(engine, src, sent_a + 0.1)
                 time.sleep(0.3)
-                freeze(engine, STALL)
+                if how == "sigstop":
+                    freeze(engine, STALL)
+                else:
+                    nap.nap = STALL + 1e-4 * k  # a new value: one more nap
+                    time.sleep(STALL)
                 time.sleep(0.7)  # the clock takes up to three windows to re-anchor
                 s1, sent_b = engine.status(), time.time()
                 burst(engine, src, sent_b + 0.1)
                 time.sleep(0.4)
                 attempts.append((sent_a, sent_b, s1["t0"] - s0["t0"]))
             cap.wait()
+        if how == "slow-block":
+            assert engine.status()["xruns"] >= xruns + len(attempts), "the ring never ran dry"
     finally:
-        stop(src, engine)
+        stop([src, nap], engine)
+    # the card lost (JACK waited for the stopped engine) or played silence (the ring ran
+    # dry) for the stall, and the engine moved t0 by that much (before, t0 never moved)
+    assert all(moved > STALL * 0.8 for _, _, moved in attempts), attempts
     onsets = cap.onsets()
     assert len(onsets) == 2 * len(attempts), f"expected {2 * len(attempts)} bursts: {onsets}"
     results = []
@@ -248,9 +287,6 @@ def test_a_stall_of_the_card_moves_t0_and_later_tags_are_heard_on_time(device_en
         late_b = cap.heard(onsets[2 * k + 1]) - tb
         steady = cap.steady(sent_a - 0.35, ta + 0.02) and cap.steady(sent_b - 0.35, tb + 0.02)
         results.append((late_a, late_b, moved, steady))
-    # JACK waited for the stopped engine: the card lost at least the stall, and the
-    # engine moved t0 by that much in every attempt (before, t0 never moved)
-    assert all(moved > STALL * 0.8 for _, _, moved, _ in results), results
     judged = [r for r in results if r[3]]
     shown = (f"{a * 1e3:+.2f} / {b * 1e3:+.2f}, {m * 1e3:.1f}, {ok}" for a, b, m, ok in results)
     print("\n[timing] heard after tag, A / B (ms), t0 moved (ms), steady: " + "; ".join(shown))
