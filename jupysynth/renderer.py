@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 import pickle
+import threading
 import traceback
 import warnings
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,7 @@ from .graph import (
     Port,
     module_types,
     snapshot,
+    type_name,
 )
 
 __all__ = ["Renderer", "render", "write_wav", "Event"]
@@ -100,35 +102,122 @@ def _same_kind(new: Any, old: Any) -> bool:
 
 
 _compiled_samples: dict[Any, Any] = {}
+_compiled_lock = threading.Lock()  # prepare runs on the engine's worker thread too
 
 
-def _sample_group(g: Group, params: list[_Param], state: list[np.ndarray]) -> Any:
-    """A callable with a kernel's signature running a module's per-sample function."""
+def _jitted(cls: type[Module]) -> Any:
+    """The numba dispatcher of ``cls.sample``: one per function, whichever thread asks first."""
     from numba import njit
 
+    fn = cls.__dict__["sample"]
+    fn = getattr(fn, "__func__", fn)  # a staticmethod
+    with _compiled_lock:
+        jitted = _compiled_samples.get(fn)
+        if jitted is None:
+            jitted = fn if hasattr(fn, "py_func") else njit(fn, fastmath={"nsz", "contract"})
+            _compiled_samples[fn] = jitted
+    return jitted
+
+
+def _sample_loop(cls: type[Module], nparams: int) -> Any:
     from .kernels.user import LOOPS
 
-    fn = g.cls.__dict__["sample"]
-    fn = getattr(fn, "__func__", fn)  # a staticmethod
-    jitted = _compiled_samples.get(fn)
-    if jitted is None:
-        jitted = fn if hasattr(fn, "py_func") else njit(fn, fastmath={"nsz", "contract"})
-        _compiled_samples[fn] = jitted
-    stateful = bool(g.cls.sample_state)
-    loop = LOOPS.get((len(params), stateful))
+    loop = LOOPS.get((nparams, bool(cls.sample_state)))
     if loop is None:
         raise PatchError(
-            f"{g.cls.__name__}.sample takes {len(params)} parameters; a per-sample module "
+            f"{cls.__name__}.sample takes {nparams} parameters; a per-sample module "
             "takes 1 to 4 (write a process() over numpy blocks for more)"
         )
+    return loop
+
+
+def warm_sample(cls: type[Module]) -> None:
+    """Compile the per-sample function of ``cls`` and its group loop before any patch uses it.
+
+    The engine calls it on its worker thread for a class that is to be
+    defined at a later frame; a function that does not compile is left to
+    fail where it is used.
+    """
+    if "sample" not in cls.__dict__:
+        return
+    nparams = len(cls.params)
+    loop = _sample_loop(cls, nparams)
+    bus = np.zeros((1, nparams + 1), dtype=np.float32)
+    cols = np.arange(1, nparams + 1, dtype=np.int64)
+    slots = np.zeros((max(1, int(cls.sample_state)), 1))  # the type of state[0] and of no state
+    loop(0, 0, bus, 1, 0, cols, slots, _jitted(cls))  # no frames: compiles, renders nothing
+
+
+def _sample_group(g: Group, params: list[_Param], state: list[np.ndarray], bus: np.ndarray) -> Any:
+    """A callable with a kernel's signature running a module's per-sample function.
+
+    numba compiles the function (and the group loop for it) here, not at the
+    first block: this runs in :meth:`Renderer.prepare`, off the engine's block
+    thread.  A function that does not compile gives a callable raising the
+    error, so its group is muted at its first block like any kernel that raises.
+    """
+    jitted = _jitted(g.cls)
+    loop = _sample_loop(g.cls, len(params))
     cols = np.asarray([p.col for p in params], dtype=np.int64)
-    slots = state[0] if stateful else np.zeros((1, 1))
+    slots = state[0] if g.cls.sample_state else np.zeros((1, 1))
     n, out = g.size, g.out_start
+    try:
+        loop(0, 0, bus, n, out, cols, slots, jitted)  # no frames: compiles, renders nothing
+    except Exception as exc:  # noqa: BLE001 - reported by the group's first block
+        error = exc
+
+        def failed(*_: Any) -> None:
+            raise PatchError(
+                f"{g.cls.__name__}.sample does not compile with numba "
+                f"({type(error).__name__}, above)"
+            ) from error
+
+        return failed
 
     def run(a: int, b: int, sr: float, bus: np.ndarray, *_: Any) -> None:
         loop(a, b, bus, n, out, cols, slots, jitted)
 
     return run
+
+
+def _index(ks: list[int]) -> slice | np.ndarray:
+    """Instance indices as a slice when they are a run (a plain copy), else an index array."""
+    if ks == list(range(ks[0], ks[0] + len(ks))):
+        return slice(ks[0], ks[0] + len(ks))
+    return np.asarray(ks, dtype=np.intp)
+
+
+@dataclass(eq=False)
+class Plan:
+    """A patch built by :meth:`Renderer.prepare`, for :meth:`Renderer.apply` to install.
+
+    It holds the new schedule, bus, state arrays and loaded kernels, none of
+    which the running renderer reads, and the list of state to carry over
+    from the modules that stay, copied when it is applied.
+    """
+
+    request: tuple  # (nodes, outputs, fade) as asked: prepared again if it went stale
+    generation: int  # the renderer's structure it was built on
+    basis: frozenset[int]  # the muted modules then
+    setseq: int  # the renderer's count of set() calls when it started
+    types: list[tuple[str, type]]  # the module classes it compiled, by registry name
+    nodes: dict[int, NodeSpec]
+    outputs: list[tuple[int, int, int]]
+    fade: tuple | None
+    disabled: frozenset[int]
+    schedule: Schedule
+    bus: np.ndarray
+    runtimes: list[_Runtime]
+    where: dict[int, tuple[_Runtime, int]]
+    processors: dict[int, Module]
+    carry: list[tuple]  # (dst, src, new index, old index); indices None: the whole array
+    takeovers: list[tuple[Module, Module]]  # (new object, old object) of redefined classes
+    left: np.ndarray
+    right: np.ndarray
+    lmode: np.ndarray | None
+    rmode: np.ndarray | None
+    chunk: int
+    after: Plan | None = None  # a crossfade's patch once it has faded
 
 
 def _runs(slots: list[int]) -> list[tuple[int, int]]:
@@ -189,20 +278,53 @@ class Renderer:
         self._ramping: list[_Runtime] = []  # groups with a glide pending for the next block
         # a crossfade in progress: (nodes, outputs, modes, frames done, length)
         self._fade: tuple | None = None
+        self._after: Plan | None = None  # the patch once the crossfade has faded, prepared
+        # bumped by every install: a plan prepared on an older structure is stale
+        self._generation = 0
+        self._setseq = 0  # set() calls so far
+        self._changed: dict[tuple[int, str], int] = {}  # (id, name) -> set() count, since install
         self._compile()
 
     # -- building ------------------------------------------------------------------------
 
     def _compile(self) -> None:
-        """(Re)build schedule, bus and state, carrying state over by module id.
+        """Rebuild schedule, bus and state for the current patch, at once (state kept)."""
+        self._install(
+            self._build(
+                (self.nodes, self.outputs, 0),
+                self.nodes,
+                self.outputs,
+                frozenset(self.disabled),
+                self._fade,
+                self._where,
+                self._processors,
+            )
+        )
+
+    def _build(
+        self,
+        request: tuple,
+        nodes: dict[int, NodeSpec],
+        outputs: list[tuple[int, int, int]],
+        disabled: frozenset[int],
+        fade: tuple | None,
+        old: dict[int, tuple[_Runtime, int]],
+        processors: dict[int, Module],
+    ) -> Plan:
+        """Schedule, bus and state for ``nodes``, carrying state over from ``old`` by id.
 
         The bus holds, after the modules' outputs, a column per instance for every
         parameter set to a number (filled once, rewritten only when it changes)
         and for every parameter mixing numbers and signals (gathered per block),
         so each kernel reads all its parameters as adjacent columns.
+
+        Reads the renderer only through its arguments, and writes nothing it
+        renders with: :meth:`prepare` runs this on another thread.  The plan's
+        basis (generation, muted modules, set() count) is the renderer's now;
+        :meth:`prepare` puts the one it read before anything else instead.
         """
-        sched: Schedule = compile_schedule(self.nodes, self.outputs, self.disabled)
-        old = self._where
+        generation, basis, setseq = self._generation, frozenset(self.disabled), self._setseq
+        sched: Schedule = compile_schedule(nodes, outputs, disabled)
         layout: list[tuple[Group, list[_Param]]] = []
         ncols = sched.nslots
         for g in sched.groups:
@@ -222,12 +344,16 @@ class Renderer:
         bus = np.zeros((self.blocksize, ncols), dtype=np.float32)
         runtimes: list[_Runtime] = []
         where: dict[int, tuple[_Runtime, int]] = {}
+        # the Python objects of muted modules wait for their revival; freed ones go
+        objects = {i: obj for i, obj in processors.items() if i in nodes}
+        carry: dict[Any, tuple] = {}
+        takeovers: list[tuple[Module, Module]] = []
         for g, params in layout:
-            specs = [self.nodes[i] for i in g.ids]
+            specs = [nodes[i] for i in g.ids]
             for p in params:
                 if p.binding.kind == "const":
                     _FILL(bus, p.col, p.vals)
-            state = self._make_state(g, specs, old)
+            state = self._make_state(g, specs, old, carry)
             extra: tuple = ()
             if g.cls.reads_bus:
                 ins = g.bindings["__inputs__"]
@@ -243,9 +369,9 @@ class Renderer:
                 )
             args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
             if g.kernel == PYTHON_KERNEL:
-                general = self._python_group(g, specs, params)
+                general = self._python_group(g, specs, params, objects, takeovers)
             elif g.kernel == SAMPLE_KERNEL:
-                general = _sample_group(g, params, state)
+                general = _sample_group(g, params, state, bus)
             else:
                 general = kernels.load(g.kernel)
             fixed = None
@@ -267,45 +393,104 @@ class Renderer:
             runtimes.append(rt)
             for k, i in enumerate(g.ids):
                 where[i] = (rt, k)
-        self.schedule = sched
-        self.bus = bus
-        self._runtimes = runtimes
-        self._ramping = []  # the new runtimes start from their target values
-        self._posts = [rt for rt in runtimes if rt.post is not None]
-        self._where = where
-        self._left = np.asarray(sched.left, dtype=np.int64)
-        self._right = np.asarray(sched.right, dtype=np.int64)
-        if self._fade is not None:
-            modes = self._fade[2]
+        lmode = rmode = None
+        if fade is not None:
+            modes = fade[2]
             lm, rm = [], []
-            for o in self.outputs:  # the order compile_schedule lists them in
+            for o in outputs:  # the order compile_schedule lists them in
                 _, port, chans = o
                 if chans == 1 or port == 0:
                     lm.append(modes[o])
                 if chans == 1 or port != 0:
                     rm.append(modes[o])
-            self._lmode = np.asarray(lm, dtype=np.int64)
-            self._rmode = np.asarray(rm, dtype=np.int64)
-        self._chunk = FEEDBACK_CHUNK if sched.has_feedback else self.blocksize
+            lmode = np.asarray(lm, dtype=np.int64)
+            rmode = np.asarray(rm, dtype=np.int64)
+        copies = [
+            (dst, src, None, None) if ks is None else (dst, src, _index(ks), _index(js))
+            for dst, src, ks, js in carry.values()
+        ]
+        return Plan(
+            request,
+            generation,
+            basis,
+            setseq,
+            [(type_name(g.cls), g.cls) for g in sched.groups],
+            nodes,
+            outputs,
+            fade,
+            disabled,
+            sched,
+            bus,
+            runtimes,
+            where,
+            objects,
+            copies,
+            takeovers,
+            np.asarray(sched.left, dtype=np.int64),
+            np.asarray(sched.right, dtype=np.int64),
+            lmode,
+            rmode,
+            FEEDBACK_CHUNK if sched.has_feedback else self.blocksize,
+        )
 
-    def _python_group(self, g: Group, specs: list[NodeSpec], params: list[_Param]) -> Any:
+    def _install(self, plan: Plan) -> None:
+        """Make ``plan`` the patch rendered: state of the modules that stay copied now."""
+        for dst, src, ks, js in plan.carry:
+            if ks is None:
+                dst[...] = src  # state shared by the group (a write position)
+            else:
+                dst[..., ks] = src[..., js]
+        for obj, old in plan.takeovers:
+            # a redefined class: the new object takes over what the old one holds now
+            d = obj.__dict__
+            for key, value in old.__dict__.items():
+                if key in d and _same_kind(d[key], value):
+                    d[key] = value
+        self.nodes = plan.nodes
+        self.outputs = plan.outputs
+        self._fade = plan.fade
+        self._after = plan.after
+        self.disabled = set(plan.disabled)
+        self.schedule = plan.schedule
+        self.bus = plan.bus
+        self._runtimes = plan.runtimes
+        self._ramping = []  # the new runtimes start from their target values
+        self._posts = [rt for rt in plan.runtimes if rt.post is not None]
+        self._where = plan.where
+        self._processors = plan.processors
+        self._left = plan.left
+        self._right = plan.right
+        if plan.lmode is not None:
+            self._lmode = plan.lmode
+            self._rmode = plan.rmode
+        self._chunk = plan.chunk
+        self._changed.clear()
+        self._generation += 1
+
+    def _python_group(
+        self,
+        g: Group,
+        specs: list[NodeSpec],
+        params: list[_Param],
+        objects: dict[int, Module],
+        takeovers: list[tuple[Module, Module]],
+    ) -> Any:
         """A callable with a kernel's signature that runs each instance's ``process``.
 
         Each instance is an object of the module's class living in this process:
         its attributes are its state.  When the class was redefined (a cell run
         again), the new object takes over the old one's attributes that it also
-        has, so a running sound keeps its state.  An instance that raises is
-        muted alone.
+        has (when the plan is installed), so a running sound keeps its state.
+        An instance that raises is muted alone.
         """
         objs: list[Module] = []
         for spec in specs:
-            old = self._processors.get(spec.id)
+            old = objects.get(spec.id)
             if old is not None and type(old) is g.cls:
                 objs.append(old)
                 continue
             obj = object.__new__(g.cls)
-            d = obj.__dict__
-            d.update(
+            obj.__dict__.update(
                 id=spec.id,
                 name=spec.name,
                 _values=dict(spec.values),
@@ -318,10 +503,8 @@ class Renderer:
             if callable(setup):
                 setup()
             if old is not None:
-                for key, value in old.__dict__.items():
-                    if key in d and _same_kind(d[key], value):
-                        d[key] = value
-            self._processors[spec.id] = obj
+                takeovers.append((obj, old))
+            objects[spec.id] = obj
             objs.append(obj)
         names = [p.name for p in params]
         cols = [p.col for p in params]
@@ -351,8 +534,14 @@ class Renderer:
         return run
 
     def _make_state(
-        self, g: Group, specs: list[NodeSpec], old: dict[int, tuple[_Runtime, int]]
+        self,
+        g: Group,
+        specs: list[NodeSpec],
+        old: dict[int, tuple[_Runtime, int]],
+        carry: dict[Any, tuple],
     ) -> list[np.ndarray]:
+        """New state arrays for group ``g``: initial values for new modules, and in
+        ``carry`` what to copy from the old arrays of the modules that stay."""
         n = g.size
         arrays = []
         for sdecl in g.cls.state:
@@ -360,24 +549,24 @@ class Renderer:
             shape = lead if sdecl.shared else (*lead, n)
             arr = np.zeros(shape, dtype=np.dtype(sdecl.dtype))
             arrays.append(arr)
+        names = [s.name for s in g.cls.state]
         for k, spec in enumerate(specs):
             prev = old.get(spec.id)
             if prev is not None and prev[0].group.kernel == g.kernel:
                 rt, j = prev
-                for s_idx, sdecl in enumerate(g.cls.state):
-                    src = rt.state[s_idx]
-                    dst = arrays[s_idx]
-                    if src.shape[:-1] != dst.shape[:-1] and not sdecl.shared:
-                        continue  # resized (a longer delay line): start it empty
+                for sdecl, src, dst in zip(g.cls.state, rt.state, arrays):
                     if sdecl.shared:
                         if src.shape == dst.shape:
-                            dst[...] = src
-                    else:
-                        dst[..., k] = src[..., j]
+                            carry[id(dst)] = (dst, src, None, None)  # the last module's wins
+                    elif src.shape[:-1] == dst.shape[:-1]:  # else resized: start it empty
+                        entry = carry.get((id(dst), id(src)))
+                        if entry is None:
+                            entry = carry[(id(dst), id(src))] = (dst, src, [], [])
+                        entry[2].append(k)
+                        entry[3].append(j)
             else:
                 for name, value in g.cls.init_state(spec).items():
-                    s_idx = [s.name for s in g.cls.state].index(name)
-                    arrays[s_idx][..., k] = value
+                    arrays[names.index(name)][..., k] = value
         return arrays
 
     # -- control -------------------------------------------------------------------------
@@ -401,6 +590,8 @@ class Renderer:
             )
         was = spec.values[name]
         spec.values[name] = value
+        self._setseq += 1
+        self._changed[(node_id, name)] = self._setseq  # a plan being prepared takes it too
         placed = self._where.get(node_id)
         if placed is None:
             return  # muted or unreachable: the value is kept for a rebuild
@@ -429,6 +620,8 @@ class Renderer:
     ) -> None:
         """Replace the patch; modules that stay keep their state (no click, no reset).
 
+        The same as ``apply(prepare(nodes, outputs, fade))``.
+
         Parameters
         ----------
         nodes, outputs
@@ -439,17 +632,132 @@ class Renderer:
             cell sounds unchanged), then the modules only the old patch used
             are dropped.  0 switches at once.
         """
-        if fade > 0 and self.outputs:
-            merged, modes = fade_plan(self.outputs, outputs)
-            self._fade = (dict(nodes), list(outputs), modes, 0, int(fade))
-            self.nodes = {**self.nodes, **nodes}
-            self.outputs = merged
+        self.apply(self.prepare(nodes, outputs, fade))
+
+    def prepare(
+        self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]], fade: int = 0
+    ) -> Plan:
+        """Build what :meth:`update` would install, without touching what renders now.
+
+        Safe to call on another thread while :meth:`process` runs: it compiles
+        the schedule, allocates the bus and state, loads the kernels (numba
+        compiles a module's per-sample function here) and makes the objects of
+        modules written in Python, all of which takes milliseconds (a second
+        for a new per-sample function).  :meth:`apply` then installs it between
+        two blocks in microseconds.
+
+        Parameters
+        ----------
+        nodes, outputs, fade
+            As for :meth:`update`.  The renderer keeps ``nodes``' specs: a
+            caller that edits them afterwards should pass copies.
+
+        Returns
+        -------
+        Plan
+            For :meth:`apply`.
+
+        Examples
+        --------
+        >>> import jupysynth as js
+        >>> from jupysynth.graph import snapshot
+        >>> r = js.Renderer(*snapshot(js.Sine(freq=220)))
+        >>> plan = r.prepare(*snapshot(js.Saw(freq=110)))  # e.g. on a worker thread
+        >>> r.apply(plan)  # between two blocks
+        True
+        """
+        # the basis first: _install bumps the generation last, so whatever the block
+        # thread changes after this read makes the plan stale, never silently wrong
+        generation, basis, setseq = self._generation, frozenset(self.disabled), self._setseq
+        cur_nodes, cur_outputs = self.nodes, self.outputs
+        request = (nodes, outputs, int(fade))
+        if fade > 0 and cur_outputs:
+            merged, modes = fade_plan(cur_outputs, outputs)
+            fading = (dict(nodes), list(outputs), modes, 0, int(fade))
+            new_nodes = {**cur_nodes, **nodes}
+            new_outputs = merged
         else:
-            self._fade = None
-            self.nodes = dict(nodes)
-            self.outputs = list(outputs)
-        self.disabled &= set(self.nodes)
-        self._compile()
+            fading = None
+            new_nodes = dict(nodes)
+            new_outputs = list(outputs)
+        disabled = frozenset(i for i in basis if i in new_nodes)
+        plan = self._build(
+            request, new_nodes, new_outputs, disabled, fading, self._where, self._processors
+        )
+        plan.generation, plan.basis, plan.setseq = generation, basis, setseq
+        if fading is not None:
+            # what remains once faded, built now so the end of the fade costs no compile
+            final = fading[0]
+            after = self._build(
+                (final, fading[1], 0),
+                final,
+                fading[1],
+                frozenset(i for i in disabled if i in final),
+                None,
+                plan.where,
+                plan.processors,
+            )
+            after.generation = plan.generation + 1
+            after.basis = plan.disabled
+            plan.after = after
+        return plan
+
+    def apply(self, plan: Plan, redo: bool = True) -> bool:
+        """Install a plan from :meth:`prepare`, between two blocks (cheap).
+
+        The modules that stay carry their state as it is now, and the parameter
+        values :meth:`set` since the plan was prepared are kept.
+
+        Parameters
+        ----------
+        plan : Plan
+            From :meth:`prepare` on this renderer.
+        redo : bool, default True
+            When the renderer's structure changed since the plan was prepared
+            (another update, a module muted for a fault, a crossfade that
+            ended) or a module class it compiled was redefined, the plan is
+            stale: prepare it again now and install that (True), or install
+            nothing and return False.
+
+        Returns
+        -------
+        bool
+            True if a patch was installed.
+        """
+        registry = Module._registry
+        if (
+            plan.generation != self._generation
+            or plan.basis != self.disabled
+            or any(registry.get(name) is not cls for name, cls in plan.types)
+        ):
+            if not redo:
+                return False
+            plan = self.prepare(*plan.request)
+        late = []
+        for (node_id, name), seq in self._changed.items():
+            spec = self.nodes.get(node_id)
+            if seq > plan.setseq and spec is not None:
+                late.append((node_id, name, spec.values.get(name)))
+        self._install(plan)
+        for node_id, name, value in late:
+            self._keep_value(node_id, name, value)
+        return True
+
+    def _keep_value(self, node_id: int, name: str, value: Any) -> None:
+        """Write a number set while the installed plan was prepared into its runtime."""
+        placed = self._where.get(node_id)
+        spec = self.nodes.get(node_id)
+        if placed is None or spec is None or not isinstance(value, numbers.Real):
+            return
+        if not isinstance(spec.values.get(name), numbers.Real):
+            return  # a signal there now (or no such parameter): the plan's patch stands
+        spec.values[name] = value
+        rt, k = placed
+        for p in rt.params:
+            if p.name == name and p.binding.kind != "bus":
+                p.vals[k] = value
+                if p.binding.kind == "const":
+                    self.bus[:, p.col + k] = value
 
     def revive(self, ids: Iterable[int]) -> None:
         """Unmute modules whose code was replaced (a redefined class); they render again.
@@ -459,6 +767,7 @@ class Renderer:
         for i in ids:
             self.disabled.discard(i)
             self.faults.pop(i, None)
+        self._generation += 1  # a plan prepared with them muted is stale
 
     def export_state(self, ids: Iterable[int]) -> dict[int, tuple[list[np.ndarray], dict]]:
         """Copies of the state of modules ``ids``, to hand to another renderer.
@@ -590,7 +899,12 @@ class Renderer:
             done += b - a
             self._fade = (nodes, outputs, modes, done, length)
             if done >= length:
-                self.update(nodes, outputs)  # faded: drop what only the old patch used
+                # faded: drop what only the old patch used (prepared with the fade)
+                after = self._after
+                if after is not None and after.generation == self._generation:
+                    self.apply(after)
+                else:
+                    self.update(nodes, outputs)
         if not _ALL_FINITE(self.out, a, b):
             self._find_nonfinite(a, b)
         elif self._stale:
