@@ -306,6 +306,8 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("xruns", "i", "blocks the engine was late for (the ring buffer ran dry)"),
     ("device_underflows", "i", "output underflows PortAudio reported"),
     ("late", "i", "time-tagged messages that arrived after their time"),
+    ("drift_ppm", "f", "the device clock against the system clock, ppm (+: fast)"),
+    ("clock_offset_ms", "f", "how far t0 has moved since the start (drift, time lost), ms"),
     ("workers", "i", "worker processes rendering (0: the engine renders itself)"),
     ("worker_restarts", "i", "workers replaced after dying or missing their deadline"),
     ("modules", "i", "modules in the engine"),

@@ -207,6 +207,8 @@ class ChildEngine:
             driver.xruns,
             driver.device_underflows,
             core.late,
+            driver.drift_ppm,
+            driver.offset_ms,
             self.pool.workers if self.pool is not None else 0,
             self.pool.restarts if self.pool is not None else 0,
             len(core.table.nodes),
