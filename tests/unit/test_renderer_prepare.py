@@ -8,8 +8,10 @@ exactly like an update made then.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -272,3 +274,160 @@ def test_a_per_sample_function_that_does_not_compile_is_muted_at_its_first_block
         x = r.process(BS).copy()
     assert bad.id in r.faults and "TypingError" in r.faults[bad.id]
     np.testing.assert_array_equal(x, js.render(good, BS / SR, SR, BS))
+
+
+# -- the engine core's use of it: prepared on its worker thread while something plays --------
+
+
+class GatedCore:
+    """An EngineCore whose worker holds each plan it prepared until :attr:`gate` opens."""
+
+    def __init__(self) -> None:
+        from jupysynth.control.packets import ntp_from_unix
+        from jupysynth.engine.core import EngineCore
+
+        self.replies: list[tuple] = []
+        self.errors: list[tuple] = []
+        self.core = EngineCore(
+            SR,
+            BS,
+            ntp_from_unix(0.0),
+            lambda *a: self.errors.append(a),
+            lambda *a: self.replies.append(a),
+        )
+        self.buf = np.zeros((BS, 2), dtype=np.float32)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.built = threading.Event()  # set once the worker has a plan, before the gate
+        self.prepared = 0
+        real = self.core.renderer.prepare
+
+        def gated(*args, **kwargs):
+            plan = real(*args, **kwargs)
+            if threading.current_thread() is not threading.main_thread():  # update() calls it too
+                self.built.set()
+                self.gate.wait(10)  # built: now the renderer may move on under it
+                self.prepared += 1
+            return plan
+
+        self.core.renderer.prepare = gated
+
+    def send(self, address: str, *args) -> None:
+        self.core.submit(None, address, args, ("test", 0))
+
+    def new(self, m: js.Module, out: bool = True) -> None:
+        values = {
+            k: [v.module.id, v.index] if isinstance(v, js.Port) else v for k, v in m._values.items()
+        }
+        self.send("/module/new", m.id, type(m).__name__, json.dumps({"values": values}))
+        if out:
+            self.send("/out/add", m.id)
+
+    def block(self) -> np.ndarray:
+        self.core.render_block(self.buf)
+        return self.buf.copy()
+
+    def settle(self) -> None:
+        """Let the worker finish; the next block installs what it prepared."""
+        self.gate.set()
+        preparer = self.core._preparer
+        for _ in range(10_000):
+            if self.core._job is None or preparer.result is not None:
+                break
+            time.sleep(0.001)
+        self.block()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.core.close()
+
+
+@pytest.fixture
+def gated():
+    g = GatedCore()
+    yield g
+    g.close()
+
+
+def test_edits_while_something_plays_are_prepared_off_the_block_and_coalesce(gated):
+    sine = js.Sine(freq=1000, amp=0.5)
+    gated.new(sine)
+    gated.block()  # nothing played: applied at once, on the block
+    assert gated.prepared == 0 and sine.id in gated.core.renderer.nodes
+    gated.gate.clear()
+    saws = [js.Saw(freq=110 * (k + 1), amp=0.1) for k in range(3)]
+    gated.new(saws[0])
+    gated.send("/sync", 1)
+    gated.block()  # asks; the worker starts after the block and waits at the gate
+    for saw in saws[1:]:
+        gated.new(saw)
+    gated.send("/sync", 2)
+    for _ in range(3):
+        x = gated.block()  # the sine plays on alone, and nothing is answered yet
+        np.testing.assert_allclose(np.abs(x).max(), 0.5, rtol=1e-3)
+    assert gated.replies == [] and saws[0].id not in gated.core.renderer.nodes
+    gated.settle()  # the first prepare lands; the two later edits wait for one more
+    assert [r[2] for r in gated.replies] == [(1,)]
+    assert saws[0].id in gated.core.renderer.nodes and saws[2].id not in gated.core.renderer.nodes
+    gated.settle()
+    assert [r[2] for r in gated.replies] == [(1,), (2,)]
+    assert gated.prepared == 2  # three edits in two prepares
+    assert all(s.id in gated.core.renderer.nodes for s in saws) and gated.errors == []
+
+
+def test_a_number_set_on_a_module_being_prepared_lands_once_it_plays(gated):
+    gated.new(js.Sine(freq=1000, amp=0.5))
+    gated.block()
+    gated.gate.clear()
+    dc = js.MulAdd(0.0, 0.0, 0.25)
+    gated.new(dc)
+    gated.block()
+    assert gated.built.wait(10)  # the worker's plan holds add = 0.25
+    gated.send("/param/set", dc.id, "add", 0.125)  # the renderer has no such module yet
+    gated.block()
+    gated.settle()
+    assert gated.core.renderer.nodes[dc.id].values["add"] == 0.125
+    x = gated.block()[:, 0]
+    sine = js.render(js.Sine(freq=1000, amp=0.5), 1.0, SR, BS)[:, 0]
+    start = gated.core.frame - BS
+    np.testing.assert_allclose(x - sine[start : start + BS], 0.125, atol=1e-6)
+
+
+def test_a_panic_while_a_prepare_runs_wins(gated):
+    gated.new(js.Sine(freq=1000, amp=0.5))
+    gated.block()
+    gated.gate.clear()
+    gated.new(js.Saw(freq=110))
+    gated.block()
+    gated.send("/panic")
+    gated.block()
+    assert not gated.core.renderer.nodes and not gated.core.table.nodes
+    gated.settle()  # the plan for the old table is dropped
+    assert not gated.core.renderer.nodes and not gated.block().any()
+
+
+def test_a_plan_gone_stale_on_the_worker_is_prepared_again(gated):
+    good = js.Sine(freq=1000, amp=0.5)
+    bad = js.MulAdd(js.MulAdd(js.Sine(freq=50), 1.0), 1.0)
+    for m in (bad.input.input, bad.input):
+        gated.new(m, out=False)
+    gated.new(bad)
+    gated.new(good)
+    gated.block()
+    gated.gate.clear()
+    saw = js.Saw(freq=110, amp=0.1)
+    gated.new(saw)
+    gated.block()
+    assert gated.built.wait(10)  # prepared with `bad` sounding...
+    gated.send("/param/set", bad.input.id, "mul", 1e30)
+    gated.send("/param/set", bad.id, "mul", 1e30)
+    with pytest.warns(js.JupysynthWarning, match="NaN or infinity"):
+        gated.block()  # ...which is muted now: the renderer rebuilt itself
+    assert bad.id in gated.core.renderer.disabled
+    gated.settle()  # the plan is stale: prepared again
+    assert saw.id not in gated.core.renderer.nodes and gated.prepared == 1
+    gated.settle()
+    assert saw.id in gated.core.renderer.nodes and gated.prepared == 2
+    assert bad.id in gated.core.renderer.disabled
+    x = gated.block()
+    assert np.isfinite(x).all() and 0.5 < np.abs(x).max() <= 0.6
