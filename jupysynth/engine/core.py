@@ -717,6 +717,9 @@ class EngineCore:
         self._heap = [h for h in self._heap if h[1] > seq]
         heapq.heapify(self._heap)
         self._carry = [o for _, s, o, _ in rest if s > seq]
+        # classes warmed for a /type/define dropped with the rest: forget them
+        kept = {tuple(h[2][3][:2]) for h in self._heap if h[2][2] == "/type/define"}
+        self._warmed = {k: c for k, c in self._warmed.items() if k in kept}
         self.table.clear()
         self._tv += 1
         self._rebuild([])
