@@ -24,6 +24,10 @@ plain block ``b"B"`` + frames and the go-ahead ``b"P"``):
   columns)``; modules that stay keep their state), import ``states`` of
   modules moved here; ``imports``: ``(id, port, column)`` the tail reads;
   reply ``b"K"``;
+- ``("V", body, tail, imports, types, revived)``: as ``"U"``, but build the
+  patch on a thread while blocks go on (no reply); the first block reply once
+  it is built is ``b"k"`` (or ``("K", faults, True)``), and a block request
+  with a fifth item, the ``states`` of modules moved here, switches to it;
 - ``("X", ids)``: reply the state of these modules (they are moving away);
 - ``("Q",)``: exit.
 """
@@ -38,6 +42,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -60,8 +65,12 @@ class _Part:
         self.runs = bus_kernels.column_runs([], [])  # bus slots -> shared columns
         self.schedule = None
 
-    def update(self, nodes: dict, outputs: list, columns: list, real: set[int]) -> None:
-        self.r.update(nodes, outputs)
+    def update(self, nodes: dict, outputs: list, columns: list, real: set[int], plan: Any) -> None:
+        """Install a patch: ``plan`` from ``self.r.prepare`` (None: build it now)."""
+        if plan is None:
+            self.r.update(nodes, outputs)
+        else:
+            self.r.apply(plan)  # prepares again, here, if the renderer changed since
         self.real = real
         self.outputs = outputs
         self.columns = np.asarray(columns, dtype=np.int64)
@@ -116,14 +125,63 @@ def main(argv: list[str] | None = None) -> int:
 
     warmup()
     _warm_every_kernel(sr, bs)
+    # a patch prepared on a thread (numba compiling for a second) holds the interpreter
+    # lock in long stretches; hand it back to the block loop every half millisecond
+    sys.setswitchinterval(0.0005)
     copy_runs(0, shared, column_runs([0], [0]), shared)
     body = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
     tail = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
-    imports = np.zeros(0, dtype=np.int64)  # shared columns the tail reads
-    stand_ins: list[tuple[int, int]] = []
-    import_runs = column_runs([], [])
-    import_schedule = None
-    faults_seen = 0  # faults reported so far (both renderers)
+    pending: dict | None = None  # a patch being prepared ("V"), and its plans once built
+    state: dict[str, Any] = {
+        "imports": np.zeros(0, dtype=np.int64),  # shared columns the tail reads
+        "stand_ins": [],  # (id, port) of the tail's stand-ins, in the same order
+        "runs": column_runs([], []),  # those columns -> the tail's bus
+        "schedule": None,  # the tail schedule the runs were found for
+        "faults_seen": 0,  # faults reported so far (both renderers)
+    }
+
+    def prelude(types: dict, revived: list, imp: list) -> None:
+        """What a new patch needs first, on this thread: its classes, unmuted modules."""
+        for name, blob in types.items():
+            try:
+                register_type(load_type(name, blob))
+            except JupysynthError as exc:
+                # the engine loaded the same blob; only a broken worker lands here,
+                # and its modules then fail like any crash of this worker
+                print(f"jupysynth worker: {exc}", file=sys.stderr)
+        for part in (body, tail):
+            part.r.revive(revived)
+        # a stand-in muted for a NaN it carried plays again with the new patch
+        for i, _, _ in imp:
+            tail.r.disabled.discard(i)
+            tail.r.faults.pop(i, None)
+
+    def prepare(job: dict) -> None:
+        (b_nodes, b_outs, _), (t_nodes, t_outs, _), _ = job["spec"]
+        try:
+            plans = (body.r.prepare(b_nodes, b_outs), tail.r.prepare(t_nodes, t_outs))
+        except Exception:  # noqa: BLE001 - the switch builds it again and reports
+            plans = (None, None)
+        job["plans"] = plans
+
+    def install(spec: tuple, states: dict, plans: tuple | None) -> None:
+        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp = spec
+        t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
+        # modules changing renderer here carry their state across
+        crossing = {
+            **body.r.export_state([i for i in t_real if i in body.real]),
+            **tail.r.export_state([i for i in b_nodes if i in tail.real]),
+        }
+        plans = plans or (None, None)
+        body.update(b_nodes, b_outs, b_cols, set(b_nodes), plans[0])
+        tail.update(t_nodes, t_outs, t_cols, t_real, plans[1])
+        state["stand_ins"] = [(i, p) for i, p, _ in imp]
+        state["imports"] = np.asarray([c for _, _, c in imp], dtype=np.int64)
+        state["schedule"] = None
+        for part in (body, tail):
+            part.r.import_state({**crossing, **states})
+        state["faults_seen"] = -1  # report what is left after the new patch
+
     _raise_priority()
     wire.send(b"R")
     while True:
@@ -138,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             msg = pickle.loads(data)
             kind = msg[0]
             if kind == "B":
-                _, frames, sets, events = msg
+                frames, sets, events = msg[1:4]
+                if len(msg) > 4:  # switch to the patch prepared since "V"
+                    if pending is None or pending.get("plans") is None:
+                        print("jupysynth worker: told to switch, nothing prepared", file=sys.stderr)
+                        return 1
+                    install(pending["spec"], msg[4], pending["plans"])
+                    pending = None
         if kind == "B":
             for node_id, name, value, ramp in sets:
                 part = body if node_id in body.real else tail
@@ -164,54 +228,40 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return 1
                 r = tail.r
-                if r.schedule is not import_schedule:
-                    import_schedule = r.schedule
-                    import_runs = column_runs(
-                        imports, [r.schedule.slot_of.get(key, 0) for key in stand_ins]
+                if r.schedule is not state["schedule"]:
+                    state["schedule"] = r.schedule
+                    state["runs"] = column_runs(
+                        state["imports"],
+                        [r.schedule.slot_of.get(key, 0) for key in state["stand_ins"]],
                     )
-                if len(imports):
-                    copy_runs(frames, shared, import_runs, r.bus)
+                if len(state["imports"]):
+                    copy_runs(frames, shared, state["runs"], r.bus)
                 tail.render(frames, theirs)
+            ready = False
+            if pending is not None and not pending["told"] and pending.get("plans") is not None:
+                pending["told"] = ready = True
             count = len(body.r.faults) + len(tail.r.faults)
-            if count != faults_seen:  # faults are only ever added between patches
-                faults_seen = count
+            if count != state["faults_seen"]:  # faults are only ever added between patches
+                state["faults_seen"] = count
                 faults = {i: f for i, f in tail.r.faults.items() if i in tail.real}
                 faults.update(body.r.faults)
-                wire.send(pickle.dumps(("K", faults)))
+                wire.send(pickle.dumps(("K", faults, ready)))
             else:
-                wire.send_small(b"K")
+                wire.send_small(b"k" if ready else b"K")
         elif kind == "U":
-            _, (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, states, types, revived = (
-                msg
-            )
-            for name, blob in types.items():
-                try:
-                    register_type(load_type(name, blob))
-                except JupysynthError as exc:
-                    # the engine loaded the same blob; only a broken worker lands here,
-                    # and its modules then fail like any crash of this worker
-                    print(f"jupysynth worker: {exc}", file=sys.stderr)
-            t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
-            # modules changing renderer here carry their state across
-            crossing = {
-                **body.r.export_state([i for i in t_real if i in body.real]),
-                **tail.r.export_state([i for i in b_nodes if i in tail.real]),
-            }
-            for part in (body, tail):
-                part.r.revive(revived)
-            stand_ins = [(i, p) for i, p, _ in imp]
-            # a stand-in muted for a NaN it carried plays again with the new patch
-            for i in {i for i, _ in stand_ins}:
-                tail.r.disabled.discard(i)
-                tail.r.faults.pop(i, None)
-            body.update(b_nodes, b_outs, b_cols, set(b_nodes))
-            tail.update(t_nodes, t_outs, t_cols, t_real)
-            imports = np.asarray([c for _, _, c in imp], dtype=np.int64)
-            import_schedule = None
-            for part in (body, tail):
-                part.r.import_state({**crossing, **states})
-            faults_seen = -1  # report what is left after the new patch
+            _, b_spec, t_spec, imp, states, types, revived = msg
+            pending = None  # a patch prepared before this one is void
+            prelude(types, revived, imp)
+            install((b_spec, t_spec, imp), states, None)
             wire.send_small(b"K")
+        elif kind == "V":
+            # build this patch on a thread while the blocks go on; "B" with states switches
+            _, b_spec, t_spec, imp, types, revived = msg
+            prelude(types, revived, imp)
+            pending = {"spec": (b_spec, t_spec, imp), "told": False}
+            threading.Thread(
+                target=prepare, args=(pending,), name="jupysynth-prepare", daemon=True
+            ).start()
         elif kind == "X":
             ids = msg[1]
             wire.send(pickle.dumps({**tail.r.export_state(ids), **body.r.export_state(ids)}))

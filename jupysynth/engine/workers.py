@@ -94,6 +94,7 @@ class _Worker:
         self.ready = False
         self.ids: set[int] = set()  # modules it renders (body and tail)
         self.tail = False  # renders a tail: a second phase each block
+        self.switch: tuple | None = None  # (states, sets): install the prepared patch
         self.sets: list[tuple] = []  # parameter changes to send with the next block
         self.types: dict[str, bytes] = {}  # /type/define blobs it has loaded, by name
 
@@ -112,6 +113,35 @@ class _Worker:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.wire.close()
+
+
+class _Layout:
+    """A division of the patch between the workers, with everything to install it."""
+
+    def __init__(
+        self,
+        nodes: dict[int, NodeSpec],
+        outputs: list[tuple[int, int, int]],
+        fade: tuple | None,
+        generation: int,
+    ) -> None:
+        self.nodes, self.outputs, self.fade, self.generation = nodes, outputs, fade, generation
+        self.slots: list[int] = []
+        self.holders: dict[int, list[int]] = {}
+        self.ids: dict[int, set[int]] = {}
+        self.payload: dict[int, tuple] = {}  # slot -> (body, tail, imports) for the worker
+        self.left: list[int] = []
+        self.right: list[int] = []
+        self.watched: dict[tuple[int, int], int] = {}
+        # for prepare/apply
+        self.request: tuple = ()
+        self.messages: dict[int, bytes] = {}
+        self.sent = False
+        self.ready_slots: set[int] = set()
+        self.ready = False
+        self.done: threading.Event | None = None
+        self.revived: list[int] = []
+        self.changed: set[tuple[int, int]] = set()
 
 
 class _Watched(dict):
@@ -188,6 +218,9 @@ class PoolRenderer:
         self._poller = select.poll()
         self._polled: dict[int, int] = {}  # fd -> slot, the rendering workers' sockets
         self._tails: list[int] = []  # slots rendering a tail (a second phase)
+        self._generation = 0  # bumped by every change of the layout: a plan before it is stale
+        self._preparing: _Layout | None = None  # a layout the workers are building
+        self._changed: set[tuple[int, str]] = set()  # values set since the last layout
         self.schedule = _Schedule(self)  # scope taps read outputs from the shared bus
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
         self._block_cmd = {n: b"B" + _BLOCK.pack(n) for n in range(1, self.blocksize + 1)}
@@ -393,6 +426,10 @@ class PoolRenderer:
                 )
         self._reassign = True
         self._failed = True
+        self._generation += 1  # a patch the workers were preparing is void
+        for other in self._slots:
+            if other is not None:
+                other.switch = None
 
     def _adopt(self) -> None:
         """Fill empty slots with ready spares; reassign if a slot filled or a worker died.
@@ -423,6 +460,7 @@ class PoolRenderer:
         if isinstance(value, tuple) or isinstance(was, tuple):
             self._assign()
             return
+        self._changed.add((node_id, name))
         for slot in self._holders.get(node_id, ()):
             w = self._slots[slot]
             if w is not None:
@@ -486,14 +524,28 @@ class PoolRenderer:
 
     def _assign_once(self) -> None:
         self._watch()
-        live = {i: s for i, s in self.nodes.items() if i not in self.disabled}
+        layout = self._layout(self.nodes, self.outputs, self._fade, self._generation)
+        self._commit(layout, wait=True)
+
+    def _layout(
+        self,
+        nodes: dict[int, NodeSpec],
+        outputs: list[tuple[int, int, int]],
+        fade: tuple | None,
+        generation: int,
+    ) -> _Layout:
+        """Who renders what and where it goes on the shared bus (changes nothing here)."""
+        lay = _Layout(nodes, outputs, fade, generation)
+        live = {i: s for i, s in nodes.items() if i not in self.disabled}
         open_slots = [s for s, w in enumerate(self._slots) if w is not None]
+        lay.slots = open_slots
         previous = {i: slots[0] for i, slots in self._holders.items()}
         shares: dict[int, Share] = assign(live, open_slots, previous)
         holders: dict[int, list[int]] = {}
         for slot in open_slots:
             for i in sorted(shares[slot].body | shares[slot].tail):
                 holders.setdefault(i, []).append(slot)
+        lay.holders = holders
         # columns on the shared bus: each worker's in its own range
         taken = {s: 0 for s in open_slots}
 
@@ -509,8 +561,7 @@ class PoolRenderer:
         routes: dict[int, dict[str, list]] = {
             s: {"body": [], "tail": []} for s in open_slots
         }  # (id, port, channels, column) each renderer writes
-        left, right = [], []
-        for oid, port, chans in self.outputs:
+        for oid, port, chans in outputs:
             col = 0
             if oid in holders:
                 slot = holders[oid][0]
@@ -518,43 +569,27 @@ class PoolRenderer:
                 role = "tail" if oid in shares[slot].tail else "body"
                 routes[slot][role].append((oid, port, chans, col))
             if chans == 1:
-                left.append(col)
-                right.append(col)
+                lay.left.append(col)
+                lay.right.append(col)
             elif port == 0:
-                left.append(col)
+                lay.left.append(col)
             else:
-                right.append(col)
-        watched = self.schedule.slot_of
-        watched.clear()
-        watched.wanted &= {(i, p) for i, p in watched.wanted if i in self.nodes}
-        for key in sorted(watched.wanted):
+                lay.right.append(col)
+        wanted = self.schedule.slot_of.wanted
+        for key in sorted(k for k in wanted if k[0] in nodes):
             if key[0] in holders:
                 slot = holders[key[0]][0]
                 role = "tail" if key[0] in shares[slot].tail else "body"
-                dict.__setitem__(watched, key, column(slot))
-                routes[slot][role].append((key[0], key[1], 1, watched[key]))
+                lay.watched[key] = column(slot)
+                routes[slot][role].append((key[0], key[1], 1, lay.watched[key]))
         exported: dict[tuple[int, int, int], int] = {}
         for slot in open_slots:
             for src, port in shares[slot].exports:
                 col = column(slot)
                 exported[(src, port, slot)] = col
                 routes[slot]["body"].append((src, port, 1, col))
-        # modules arriving on a worker take their state from where they were
-        wanted: dict[int, list[int]] = {}
-        for i, slots in holders.items():
-            old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
-            if old and any(s not in old for s in slots):
-                wanted.setdefault(old[0], []).append(i)
-        found: dict[int, Any] = {}
-        for old, ids in wanted.items():
-            got = self._request(old, ("X", ids))
-            if got is not None:
-                found.update(pickle.loads(got))
         types = module_types()
         for slot in open_slots:
-            w = self._slots[slot]
-            if w is None:
-                continue  # died meanwhile: the caller assigns again
             share = shares[slot]
             body = routes[slot]["body"]
             tail = routes[slot]["tail"]
@@ -563,20 +598,10 @@ class PoolRenderer:
             for src, port, home in share.imports:
                 if src not in t_nodes:
                     chans = types[live[src].type].channels
-                    kind = import_type(chans)
-                    t_nodes[src] = NodeSpec(src, kind, "bus.hold", {})
+                    t_nodes[src] = NodeSpec(src, import_type(chans), "bus.hold", {})
                 imports.append((src, port, exported[(src, port, home)]))
-            states = {
-                i: found[i]
-                for i in share.body | share.tail
-                if i in found and slot not in self._holders.get(i, ())
-            }
-            w.ids = share.body | share.tail
-            w.tail = bool(share.tail)
-            w.sets = []  # the specs sent now carry every value
-            new_types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
-            msg = (
-                "U",
+            lay.ids[slot] = share.body | share.tail
+            lay.payload[slot] = (
                 (
                     {i: live[i] for i in share.body},
                     [(i, p, c) for i, p, c, _ in body],
@@ -584,19 +609,64 @@ class PoolRenderer:
                 ),
                 (t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]),
                 imports,
-                states,
-                new_types,
-                sorted(self._revived),
             )
-            if self._request(slot, msg):
-                w.types.update(new_types)
-        self._revived.clear()
+        return lay
+
+    def _commit(self, lay: _Layout, wait: bool) -> None:
+        """Install a layout: now (``wait``: the workers rebuild while the engine waits) or,
+        for a layout the workers prepared already (:meth:`prepare`), with the next block."""
+        # modules arriving on a worker take their state from where they were
+        asked: dict[int, list[int]] = {}
+        for i, slots in lay.holders.items():
+            old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
+            if old and any(s not in old for s in slots):
+                asked.setdefault(old[0], []).append(i)
+        found: dict[int, Any] = {}
+        for old, ids in asked.items():
+            got = self._request(old, ("X", ids))
+            if got is not None:
+                found.update(pickle.loads(got))
+        for slot in lay.slots:
+            w = self._slots[slot]
+            if w is None:
+                continue  # died meanwhile: the caller assigns again
+            ids = lay.ids[slot]
+            states = {
+                i: found[i] for i in ids if i in found and slot not in self._holders.get(i, ())
+            }
+            w.ids = ids
+            w.tail = bool(lay.payload[slot][1][0])
+            if wait:
+                w.sets = []  # the specs sent now carry every value
+                new_types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
+                msg = ("U", *lay.payload[slot], states, new_types, sorted(self._revived))
+                if self._request(slot, msg):
+                    w.types.update(new_types)
+            else:
+                # set since the workers prepared: the new holders get the values again
+                sets = [
+                    (i, name, self.nodes[i].values[name], False)
+                    for i, name in lay.changed
+                    if i in ids and i in self.nodes and name in self.nodes[i].values
+                ]
+                w.switch = (states, sets)
+        if wait:
+            self._revived.clear()
+            self._changed.clear()
+        self.nodes = lay.nodes
+        self.outputs = lay.outputs
+        self._fade = lay.fade
         self._holders = {
-            i: [s for s in slots if self._slots[s] is not None] for i, slots in holders.items()
+            i: [s for s in slots if self._slots[s] is not None] for i, slots in lay.holders.items()
         }
-        self._tails = [s for s in open_slots if self._slots[s] is not None and self._slots[s].tail]
-        self._left = np.asarray(left, dtype=np.int64)
-        self._right = np.asarray(right, dtype=np.int64)
+        self._tails = [s for s in lay.slots if self._slots[s] is not None and self._slots[s].tail]
+        self._left = np.asarray(lay.left, dtype=np.int64)
+        self._right = np.asarray(lay.right, dtype=np.int64)
+        watched = self.schedule.slot_of
+        watched.clear()
+        watched.wanted &= {k for k in watched.wanted if k[0] in self.nodes}
+        for key, col in lay.watched.items():
+            dict.__setitem__(watched, key, col)
         if self._fade is not None:
             modes = self._fade[2]
             self._lmode = np.asarray(
@@ -605,6 +675,71 @@ class PoolRenderer:
             self._rmode = np.asarray(
                 [modes[o] for o in self.outputs if o[2] == 1 or o[1] != 0], dtype=np.int64
             )
+        self._generation += 1
+
+    # -- changes prepared off the block thread ------------------------------------------------
+
+    def prepare(
+        self, nodes: dict[int, NodeSpec], outputs: list[tuple[int, int, int]], fade: int = 0
+    ) -> _Layout:
+        """Have the workers build the new patch while they keep playing the old one.
+
+        Called on another thread than :meth:`process` (the engine's preparer).
+        The division of the patch is computed here; the workers compile their
+        shares on threads of their own (numba's compile of a new per-sample
+        function takes a second) and report when they are ready, with the
+        blocks they render meanwhile.  :meth:`apply` then switches every
+        worker at the same block.  A worker that dies meanwhile makes the plan
+        stale: :meth:`apply` then declines it, and the engine prepares again.
+        """
+        generation = self._generation
+        cur_nodes, cur_outputs = self.nodes, self.outputs
+        if fade > 0 and cur_outputs:
+            merged, modes = fade_plan(cur_outputs, outputs)
+            fading: tuple | None = (dict(nodes), list(outputs), modes, 0, int(fade))
+            new_nodes, new_outputs = {**cur_nodes, **nodes}, merged
+        else:
+            fading, new_nodes, new_outputs = None, dict(nodes), list(outputs)
+        lay = self._layout(new_nodes, new_outputs, fading, generation)
+        lay.request = (nodes, outputs, int(fade))
+        revived = lay.revived = sorted(self._revived)
+        lay.messages = {
+            slot: pickle.dumps(("V", *lay.payload[slot], dict(self.types), revived), protocol=5)
+            for slot in lay.slots
+        }
+        lay.done = threading.Event()
+        self._preparing = lay
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not lay.done.wait(0.05):
+            if self._generation != generation or time.monotonic() > deadline:
+                break
+        if self._preparing is lay:
+            self._preparing = None
+        return lay
+
+    def apply(self, plan: _Layout, redo: bool = True) -> bool:
+        """Switch to a prepared patch with the next block (see :meth:`prepare`)."""
+        if plan.generation != self._generation or not plan.ready:
+            if not redo:
+                return False
+            self.update(*plan.request)
+            return True
+        plan.changed = set(self._changed)
+        self._changed.clear()
+        self._revived.difference_update(plan.revived)
+        self._commit(plan, wait=False)
+        self.disabled &= set(self.nodes)
+        for i in [i for i in self.faults if i not in self.nodes]:
+            del self.faults[i]
+        return True
+
+    def _ready(self, slot: int) -> None:
+        lay = self._preparing
+        if lay is not None and lay.generation == self._generation:
+            lay.ready_slots.add(slot)
+            if lay.ready_slots >= set(lay.slots):
+                lay.ready = True
+                lay.done.set()
 
     def _request(self, slot: int, msg: tuple) -> bytes | None:
         """Send one request and wait for its reply; a worker that fails it is replaced."""
@@ -632,6 +767,16 @@ class PoolRenderer:
         if self._reassign or (None in self._slots and self._spare_ready()):
             self._adopt()
         slots = self._slots
+        lay = self._preparing
+        if lay is not None and not lay.sent and lay.generation == self._generation:
+            lay.sent = True  # the workers build it while they render (no reply)
+            for slot, data in lay.messages.items():
+                w = slots[slot]
+                try:
+                    if w is not None:
+                        w.wire.send(data)
+                except OSError as exc:
+                    self._fail(slot, f"broke its pipe ({exc})")
         if events:
             per: dict[int, list] = {}
             for ev in events:
@@ -644,7 +789,13 @@ class PoolRenderer:
                 continue
             mine = per.get(slot) if events else None
             try:
-                if mine or w.sets:
+                if w.switch is not None:
+                    states, again = w.switch
+                    w.switch = None
+                    msg = ("B", frames, again + w.sets, mine or (), states)
+                    w.wire.send(pickle.dumps(msg))
+                    w.sets = []
+                elif mine or w.sets:
                     w.wire.send(pickle.dumps(("B", frames, w.sets, mine or ())))
                     w.sets = []
                 else:
@@ -680,9 +831,15 @@ class PoolRenderer:
                     waiting += 1
                 elif reply == b"K":
                     done.add(slot)
+                elif reply == b"k":  # done, and the patch it was preparing is ready
+                    done.add(slot)
+                    self._ready(slot)
                 else:
                     done.add(slot)
-                    self.faults.update(pickle.loads(reply)[1])
+                    got = pickle.loads(reply)
+                    self.faults.update(got[1])
+                    if got[2]:
+                        self._ready(slot)
             if not released and waiting + len(done) >= busy:
                 released = True
                 for slot in self._tails:

@@ -149,6 +149,70 @@ def test_the_pool_splits_a_voice_bank_between_its_workers():
     assert np.array_equal(live, offline)
 
 
+class Drone(js.Module):
+    """A module written in a cell: numba compiles its sample() when a patch first uses it."""
+
+    params = (js.Param("freq", 220.0, 1.0, 20000.0), js.Param("amp", 0.1, 0.0, 1.0))
+    sample_state = 1
+
+    @staticmethod
+    def sample(s, freq, amp):
+        s[0] = (s[0] + freq / 48000.0) % 1.0
+        return amp * (2.0 * s[0] - 1.0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_patch_prepared_while_the_pool_plays_switches_at_one_block_with_state_kept(workers):
+    """prepare() on a thread while blocks go on, apply() between two: the same samples as a
+    renderer updated at that block, and the blocks never wait for the compile."""
+    import threading
+
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot
+
+    lfo, voices, mix, master = voice_bank(48)
+    drone = Drone(freq=330.0 + 0.1 * (workers + time.time() % 1), amp=0.2)  # a fresh compile
+    nodes_a, outs_a = snapshot(master)
+    nodes_b, outs_b = snapshot([master, drone])
+    ref = js.Renderer(nodes_a, outs_a, SR, BS)
+    pool = PoolRenderer(SR, BS, workers)
+    got, want = [], []
+    try:
+        from jupysynth.engine.typedefs import dump_type
+        from jupysynth.graph import type_name
+
+        pool.define_type(type_name(Drone), dump_type(Drone))  # as /type/define does
+        pool.update(nodes_a, outs_a)
+        for _ in range(10):
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+        box = {}
+        thread = threading.Thread(
+            target=lambda: box.setdefault("plan", pool.prepare(nodes_b, outs_b))
+        )
+        thread.start()
+        during = 0
+        while thread.is_alive():
+            if during == 3:  # a knob turned while the workers prepare
+                pool.set(voices[7].id, "q", 3.0)
+                ref.set(voices[7].id, "q", 3.0)
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+            during += 1
+        assert pool.apply(box["plan"], redo=False)
+        ref.update(nodes_b, outs_b)
+        ref.set(voices[7].id, "q", 3.0)  # the knob outlives the edit prepared before it
+        for _ in range(20):
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+    finally:
+        pool.close()
+    # numba compiled Drone for most of a second on the workers' threads; blocks went on
+    assert during >= 20
+    assert np.array_equal(np.concatenate(got), np.concatenate(want))
+    assert np.abs(np.concatenate(got)[-20 * BS :]).max() > 0.15  # the drone plays
+
+
 def test_a_killed_worker_of_a_split_patch_is_replaced_and_the_voices_play_again():
     _, _, _, master = voice_bank(48)
     expected = js.render(master, 1.0, SR, BS)
