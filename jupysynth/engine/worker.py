@@ -11,23 +11,28 @@ worker copies its output channels (and the body's exports) into its columns
 of the shared bus, where the engine mixes the channels in the patch's order.
 It dies with the engine (``PR_SET_PDEATHSIG``, and end-of-file on its socket).
 
-Requests (:class:`~jupysynth.engine.wire.Wire` messages, pickled except the
-plain block ``b"B"`` + frames and the go-ahead ``b"P"``):
+After its body, a worker raises its "done" flag (the block's number, in
+shared memory after the bus); a worker with a tail waits for the other
+workers' flags before it renders the tail (no round trip through the engine).
 
-- ``("B", frames, sets, events)``: apply ``sets`` (``(id, name, value,
-  ramp)``), render the body with its in-block ``events``, write its columns;
-  with a tail, reply ``b"A"`` and wait for ``b"P"`` (every body is done), then
-  render the tail; reply ``b"K"``, or ``("K", faults)`` when a module was muted;
-- ``("U", body, tail, imports, states, types, revived)``: load the module
-  classes ``types`` (``{name: /type/define blob}``), unmute ``revived``,
-  replace both renderers' patches (``body``/``tail``: ``(nodes, outputs,
-  columns)``; modules that stay keep their state), import ``states`` of
-  modules moved here; ``imports``: ``(id, port, column)`` the tail reads;
-  reply ``b"K"``;
-- ``("V", body, tail, imports, types, revived)``: as ``"U"``, but build the
-  patch on a thread while blocks go on (no reply); the first block reply once
-  it is built is ``b"k"`` (or ``("K", faults, True)``), and a block request
-  with a fifth item, the ``states`` of modules moved here, switches to it;
+Requests (:class:`~jupysynth.engine.wire.Wire` messages, pickled except the
+plain block ``b"B"`` + frames and block number):
+
+- ``("B", frames, sets, events, number)``: apply ``sets`` (``(id, name, value,
+  ramp)``), render the body with its in-block ``events``, write its columns
+  and its flag; with a tail, wait for the others' flags and render the tail;
+  reply ``b"K"``, or ``("K", faults, ready)`` when a module was muted;
+- ``("U", body, tail, imports, place, states, types, revived)``: load the
+  module classes ``types`` (``{name: /type/define blob}``), unmute
+  ``revived``, replace both renderers' patches (``body``/``tail``: ``(nodes,
+  outputs, columns)``; modules that stay keep their state), import ``states``
+  of modules moved here; ``imports``: ``(id, port, column)`` the tail reads;
+  ``place``: ``(its slot, the slots its tail waits for)``; reply ``b"K"``;
+- ``("V", body, tail, imports, place, types, revived)``: as ``"U"``, but
+  build the patch on a thread while blocks go on (no reply); the first block
+  reply once it is built is ``b"k"`` (or ``("K", faults, True)``), and a
+  block request with a sixth item, the ``states`` of modules moved here,
+  switches to it;
 - ``("X", ids)``: reply the state of these modules (they are moving away);
 - ``("Q",)``: exit.
 """
@@ -43,13 +48,21 @@ import socket
 import struct
 import sys
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
 __all__ = ["main"]
 
-_BLOCK = struct.Struct("<I")
+_BLOCK = struct.Struct("<II")  # frames, block number
+#: Seconds a tail waits for the other workers' bodies (less than the engine's deadline).
+_TAIL_PATIENCE = 0.15
+
+
+def summed(outputs: list) -> list:
+    """The outputs a renderer sums (its NaN check); channels 0 marks a copy only."""
+    return [o for o in outputs if o[2] > 0]
 
 
 class _Part:
@@ -68,7 +81,7 @@ class _Part:
     def update(self, nodes: dict, outputs: list, columns: list, real: set[int], plan: Any) -> None:
         """Install a patch: ``plan`` from ``self.r.prepare`` (None: build it now)."""
         if plan is None:
-            self.r.update(nodes, outputs)
+            self.r.update(nodes, summed(outputs))
         else:
             self.r.apply(plan)  # prepares again, here, if the renderer changed since
         self.real = real
@@ -110,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
 
     wire = Wire(socket.socket(fileno=fd))
     sr, bs, cols = cfg["samplerate"], cfg["blocksize"], cfg["columns"]
-    shared_map = mmap.mmap(memfd, bs * cols * 4)
+    bus_bytes = (bs * cols * 4 + 7) // 8 * 8
+    shared_map = mmap.mmap(memfd, bus_bytes + 8 * cfg["max_workers"])
     os.close(memfd)
     shared = np.ndarray((bs, cols), dtype=np.float32, buffer=shared_map)
+    # each worker's "done" flag: the number of the last block whose body it wrote
+    flags = np.ndarray((cfg["max_workers"],), dtype=np.int64, buffer=shared_map, offset=bus_bytes)
 
     from ..errors import JupysynthError
     from ..graph import register_type
@@ -138,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": column_runs([], []),  # those columns -> the tail's bus
         "schedule": None,  # the tail schedule the runs were found for
         "faults_seen": 0,  # faults reported so far (both renderers)
+        "slot": 0,  # this worker's flag
+        "waits": [],  # the flags its tail waits for
     }
 
     def prelude(types: dict, revived: list, imp: list) -> None:
@@ -157,15 +175,19 @@ def main(argv: list[str] | None = None) -> int:
             tail.r.faults.pop(i, None)
 
     def prepare(job: dict) -> None:
-        (b_nodes, b_outs, _), (t_nodes, t_outs, _), _ = job["spec"]
+        (b_nodes, b_outs, _), (t_nodes, t_outs, _), _, _ = job["spec"]
         try:
-            plans = (body.r.prepare(b_nodes, b_outs), tail.r.prepare(t_nodes, t_outs))
+            plans = (
+                body.r.prepare(b_nodes, summed(b_outs)),
+                tail.r.prepare(t_nodes, summed(t_outs)),
+            )
         except Exception:  # noqa: BLE001 - the switch builds it again and reports
             plans = (None, None)
         job["plans"] = plans
 
     def install(spec: tuple, states: dict, plans: tuple | None) -> None:
-        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp = spec
+        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, (slot, waits) = spec
+        state["slot"], state["waits"] = slot, waits
         t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
         # modules changing renderer here carry their state across
         crossing = {
@@ -182,6 +204,21 @@ def main(argv: list[str] | None = None) -> int:
             part.r.import_state({**crossing, **states})
         state["faults_seen"] = -1  # report what is left after the new patch
 
+    def wait_for(slots: list[int], seq: int) -> None:
+        """Until every worker in ``slots`` has written its body of block ``seq``.
+
+        Spins, yielding the processor at each turn (the workers are peers at one
+        priority, so the ones still rendering get it); a worker that does not
+        finish in time (it died, or hangs: the engine replaces it) is given up
+        on, and the tail renders with what is on the bus.
+        """
+        give_up = time.monotonic() + _TAIL_PATIENCE
+        for s in slots:
+            while flags[s] != seq:
+                if time.monotonic() > give_up:
+                    return
+                os.sched_yield()
+
     _raise_priority()
     wire.send(b"R")
     while True:
@@ -190,18 +227,19 @@ def main(argv: list[str] | None = None) -> int:
         except (EOFError, OSError):
             return 0  # the engine is gone
         if data[:1] == b"B":
-            frames, sets, events = _BLOCK.unpack_from(data, 1)[0], (), ()
+            frames, seq = _BLOCK.unpack_from(data, 1)
+            sets, events = (), ()
             kind = "B"
         else:
             msg = pickle.loads(data)
             kind = msg[0]
             if kind == "B":
-                frames, sets, events = msg[1:4]
-                if len(msg) > 4:  # switch to the patch prepared since "V"
+                frames, sets, events, seq = msg[1:5]
+                if len(msg) > 5:  # switch to the patch prepared since "V"
                     if pending is None or pending.get("plans") is None:
                         print("jupysynth worker: told to switch, nothing prepared", file=sys.stderr)
                         return 1
-                    install(pending["spec"], msg[4], pending["plans"])
+                    install(pending["spec"], msg[5], pending["plans"])
                     pending = None
         if kind == "B":
             for node_id, name, value, ramp in sets:
@@ -216,24 +254,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 mine, theirs = events, ()
             body.render(frames, mine)
+            flags[state["slot"]] = seq  # after the copies: the tails may read them
             if tail.real:
-                wire.send_small(b"A")
-                try:
-                    go = wire.recv()
-                except (EOFError, OSError):
-                    return 0
-                if go != b"P":
-                    print(
-                        f"jupysynth worker: expected the go-ahead, got {go[:8]!r}", file=sys.stderr
-                    )
-                    return 1
+                wait_for(state["waits"], seq)
                 r = tail.r
                 if r.schedule is not state["schedule"]:
                     state["schedule"] = r.schedule
-                    state["runs"] = column_runs(
-                        state["imports"],
-                        [r.schedule.slot_of.get(key, 0) for key in state["stand_ins"]],
-                    )
+                    # a stand-in muted for the NaN it carried is not copied in (its
+                    # readers read the zero column, which must stay zero)
+                    pairs = [
+                        (col, r.schedule.slot_of[key])
+                        for col, key in zip(state["imports"], state["stand_ins"])
+                        if key in r.schedule.slot_of
+                    ]
+                    state["runs"] = column_runs([c for c, _ in pairs], [d for _, d in pairs])
                 if len(state["imports"]):
                     copy_runs(frames, shared, state["runs"], r.bus)
                 tail.render(frames, theirs)
@@ -243,22 +277,22 @@ def main(argv: list[str] | None = None) -> int:
             count = len(body.r.faults) + len(tail.r.faults)
             if count != state["faults_seen"]:  # faults are only ever added between patches
                 state["faults_seen"] = count
-                faults = {i: f for i, f in tail.r.faults.items() if i in tail.real}
-                faults.update(body.r.faults)
+                # a stand-in is named as its module: its NaN is that module's fault
+                faults = {**tail.r.faults, **body.r.faults}
                 wire.send(pickle.dumps(("K", faults, ready)))
             else:
                 wire.send_small(b"k" if ready else b"K")
         elif kind == "U":
-            _, b_spec, t_spec, imp, states, types, revived = msg
+            _, b_spec, t_spec, imp, place, states, types, revived = msg
             pending = None  # a patch prepared before this one is void
             prelude(types, revived, imp)
-            install((b_spec, t_spec, imp), states, None)
+            install((b_spec, t_spec, imp, place), states, None)
             wire.send_small(b"K")
         elif kind == "V":
             # build this patch on a thread while the blocks go on; "B" with states switches
-            _, b_spec, t_spec, imp, types, revived = msg
+            _, b_spec, t_spec, imp, place, types, revived = msg
             prelude(types, revived, imp)
-            pending = {"spec": (b_spec, t_spec, imp), "told": False}
+            pending = {"spec": (b_spec, t_spec, imp, place), "told": False}
             threading.Thread(
                 target=prepare, args=(pending,), name="jupysynth-prepare", daemon=True
             ).start()

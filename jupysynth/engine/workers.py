@@ -82,7 +82,9 @@ _START_TIMEOUT = 120.0
 _MIX_OUT = kernels.load("bus.mix_out")
 _MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
-_BLOCK = struct.Struct("<I")
+_BLOCK = struct.Struct("<II")  # frames, block number
+#: Most worker slots (each has a "done" flag after the shared bus).
+MAX_WORKERS = 64
 
 
 class _Worker:
@@ -205,10 +207,14 @@ class PoolRenderer:
         self._n = int(workers)
         # column 0 stays zero (what a muted or orphaned output reads)
         self._columns = 1 + self._n * MAX_OUTPUTS_PER_WORKER
+        if not 1 <= self._n < MAX_WORKERS:
+            raise EngineError(f"workers={workers} is out of range; use 1 to {MAX_WORKERS - 1}")
         self._memfd = os.memfd_create("jupysynth-outputs")
-        os.ftruncate(self._memfd, self.blocksize * self._columns * 4)
-        self._mmap = mmap.mmap(self._memfd, self.blocksize * self._columns * 4)
+        bus_bytes = (self.blocksize * self._columns * 4 + 7) // 8 * 8
+        os.ftruncate(self._memfd, bus_bytes + 8 * MAX_WORKERS)
+        self._mmap = mmap.mmap(self._memfd, bus_bytes + 8 * MAX_WORKERS)
         self.bus = np.ndarray((self.blocksize, self._columns), dtype=np.float32, buffer=self._mmap)
+        self._seq = 0  # blocks asked for: a worker's "done" flag holds the last it finished
         self._left = np.zeros(0, dtype=np.int64)
         self._right = np.zeros(0, dtype=np.int64)
         # load (or compile) the mixing kernels now, not in the first block
@@ -223,7 +229,6 @@ class PoolRenderer:
         self._changed: set[tuple[int, str]] = set()  # values set since the last layout
         self.schedule = _Schedule(self)  # scope taps read outputs from the shared bus
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
-        self._block_cmd = {n: b"B" + _BLOCK.pack(n) for n in range(1, self.blocksize + 1)}
         # Workers are started by one long-lived thread: PR_SET_PDEATHSIG fires when
         # the thread that forked a child ends, so it must live as long as the engine.
         self._spawns: queue.Queue = queue.Queue()
@@ -280,6 +285,7 @@ class PoolRenderer:
             "samplerate": int(self.samplerate),
             "blocksize": self.blocksize,
             "columns": self._columns,
+            "max_workers": MAX_WORKERS,
             "parent_pid": os.getpid(),
         }
         env = dict(os.environ)
@@ -560,7 +566,8 @@ class PoolRenderer:
 
         routes: dict[int, dict[str, list]] = {
             s: {"body": [], "tail": []} for s in open_slots
-        }  # (id, port, channels, column) each renderer writes
+        }  # (id, port, channels, column) each renderer writes; channels 0: a copy only
+        # (a voice for a tail, a tapped output), not summed into the worker's NaN check
         for oid, port, chans in outputs:
             col = 0
             if oid in holders:
@@ -581,13 +588,13 @@ class PoolRenderer:
                 slot = holders[key[0]][0]
                 role = "tail" if key[0] in shares[slot].tail else "body"
                 lay.watched[key] = column(slot)
-                routes[slot][role].append((key[0], key[1], 1, lay.watched[key]))
+                routes[slot][role].append((key[0], key[1], 0, lay.watched[key]))
         exported: dict[tuple[int, int, int], int] = {}
         for slot in open_slots:
             for src, port in shares[slot].exports:
                 col = column(slot)
                 exported[(src, port, slot)] = col
-                routes[slot]["body"].append((src, port, 1, col))
+                routes[slot]["body"].append((src, port, 0, col))
         types = module_types()
         for slot in open_slots:
             share = shares[slot]
@@ -598,7 +605,10 @@ class PoolRenderer:
             for src, port, home in share.imports:
                 if src not in t_nodes:
                     chans = types[live[src].type].channels
-                    t_nodes[src] = NodeSpec(src, import_type(chans), "bus.hold", {})
+                    # named as the module: a NaN it carries is reported under its name
+                    t_nodes[src] = NodeSpec(
+                        src, import_type(chans), "bus.hold", {}, name=live[src].label()
+                    )
                 imports.append((src, port, exported[(src, port, home)]))
             lay.ids[slot] = share.body | share.tail
             lay.payload[slot] = (
@@ -609,6 +619,8 @@ class PoolRenderer:
                 ),
                 (t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]),
                 imports,
+                # its "done" flag, and the flags a tail waits for before it renders
+                (slot, [s for s in open_slots if s != slot] if share.tail else []),
             )
         return lay
 
@@ -760,9 +772,9 @@ class PoolRenderer:
     def process(self, frames: int, events: list[tuple[int, int, str, Any]] = ()) -> np.ndarray:
         """Render ``frames`` on every worker at once and mix their outputs in order.
 
-        Every worker renders its body; a worker with a tail then says so
-        (``b"A"``) and waits; once every other worker is done, the tails get
-        the go-ahead (``b"P"``) and render from the voices on the shared bus.
+        Every worker renders its body and raises its "done" flag in shared
+        memory; a worker with a tail waits for the other workers' flags, then
+        renders the tail from the voices on the shared bus.
         """
         if self._reassign or (None in self._slots and self._spare_ready()):
             self._adopt()
@@ -783,6 +795,8 @@ class PoolRenderer:
                 for slot in self._holders.get(ev[1], ()):
                     per.setdefault(slot, []).append(ev)
                 self.nodes[ev[1]].values[ev[2]] = ev[3]
+        self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
+        plain = b"B" + _BLOCK.pack(frames, seq)
         busy = 0
         for slot, w in enumerate(slots):
             if w is None:
@@ -792,21 +806,19 @@ class PoolRenderer:
                 if w.switch is not None:
                     states, again = w.switch
                     w.switch = None
-                    msg = ("B", frames, again + w.sets, mine or (), states)
+                    msg = ("B", frames, again + w.sets, mine or (), seq, states)
                     w.wire.send(pickle.dumps(msg))
                     w.sets = []
                 elif mine or w.sets:
-                    w.wire.send(pickle.dumps(("B", frames, w.sets, mine or ())))
+                    w.wire.send(pickle.dumps(("B", frames, w.sets, mine or (), seq)))
                     w.sets = []
                 else:
-                    w.wire.send_small(self._block_cmd[frames])
+                    w.wire.send(plain)
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
             busy += 1
         done: set[int] = set()
-        waiting = 0  # tails that finished their body and wait for the go-ahead
-        released = not self._tails
         deadline = time.monotonic() + WORKER_DEADLINE
         while len(done) < busy:
             left_ms = max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
@@ -827,29 +839,18 @@ class PoolRenderer:
                     done.add(slot)
                     self._fail(slot, "died")
                     continue
-                if reply == b"A":
-                    waiting += 1
-                elif reply == b"K":
-                    done.add(slot)
-                elif reply == b"k":  # done, and the patch it was preparing is ready
-                    done.add(slot)
+                done.add(slot)
+                if reply == b"K":
+                    pass
+                elif reply == b"k":  # and the patch it was preparing is ready
                     self._ready(slot)
                 else:
-                    done.add(slot)
                     got = pickle.loads(reply)
                     self.faults.update(got[1])
+                    # muted where it was caught; left out of the next division too
+                    self.disabled.update(i for i in got[1] if i in self.nodes)
                     if got[2]:
                         self._ready(slot)
-            if not released and waiting + len(done) >= busy:
-                released = True
-                for slot in self._tails:
-                    w = slots[slot]
-                    if w is not None and slot not in done:
-                        try:
-                            w.wire.send_small(b"P")
-                        except OSError as exc:
-                            done.add(slot)
-                            self._fail(slot, f"broke its pipe ({exc})")
         if self._fade is None:
             _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
         else:

@@ -7,6 +7,7 @@ engine process's children.
 from __future__ import annotations
 
 import ctypes
+import math
 import json
 import os
 import signal
@@ -211,6 +212,44 @@ def test_a_patch_prepared_while_the_pool_plays_switches_at_one_block_with_state_
     assert during >= 20
     assert np.array_equal(np.concatenate(got), np.concatenate(want))
     assert np.abs(np.concatenate(got)[-20 * BS :]).max() > 0.15  # the drone plays
+
+
+class Blowup(js.Module):
+    """A module written in a cell that turns NaN after a tenth of a second."""
+
+    params = (js.Param("input", 0.0, -1e30, 1e30),)
+    positional = ("input",)
+    sample_state = 1
+
+    @staticmethod
+    def sample(s, x):
+        s[0] += 1.0
+        return x if s[0] < 4800.0 else math.nan
+
+
+def test_a_voice_turning_nan_in_a_split_patch_is_muted_and_named_and_the_rest_plays():
+    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot, type_name
+
+    lfo = js.Sine(freq=2.0)
+    voices = [
+        js.LowPass(js.Saw(freq=110 + 3 * i, amp=0.02), cutoff=900 + 400 * lfo) for i in range(48)
+    ]
+    bad = Blowup(voices[20], name="blowup")
+    voices[20] = bad
+    nodes, outputs = snapshot(js.Mix(*voices))
+    pool = PoolRenderer(SR, BS, 2)
+    try:
+        pool.define_type(type_name(Blowup), dump_type(Blowup))
+        pool.update(nodes, outputs)
+        x = np.concatenate([pool.process(BS).copy() for _ in range(80)])
+        faults = dict(pool.faults)
+    finally:
+        pool.close()
+    assert np.isfinite(x).all()
+    assert list(faults) == [bad.id] and "blowup" in faults[bad.id] and "NaN" in faults[bad.id]
+    assert np.abs(x[-20 * BS :]).max() > 0.05  # the other voices play on
 
 
 def test_a_killed_worker_of_a_split_patch_is_replaced_and_the_voices_play_again():
