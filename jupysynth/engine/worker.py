@@ -43,6 +43,7 @@ import json
 import mmap
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -156,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         "faults_seen": 0,  # faults reported so far (both renderers)
         "slot": 0,  # this worker's flag
         "waits": [],  # the flags its tail waits for
+        "ring": [],  # the slots whose tails read this worker's voices
     }
+    doorbells = cfg["doorbells"]  # one eventfd per slot
 
     def prelude(types: dict, revived: list, imp: list) -> None:
         """What a new patch needs first, on this thread: its classes, unmuted modules."""
@@ -186,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         job["plans"] = plans
 
     def install(spec: tuple, states: dict, plans: tuple | None) -> None:
-        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, (slot, waits) = spec
-        state["slot"], state["waits"] = slot, waits
+        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, place = spec
+        state["slot"], state["waits"], state["ring"] = place
         t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
         # modules changing renderer here carry their state across
         crossing = {
@@ -205,19 +208,24 @@ def main(argv: list[str] | None = None) -> int:
         state["faults_seen"] = -1  # report what is left after the new patch
 
     def wait_for(slots: list[int], seq: int) -> None:
-        """Until every worker in ``slots`` has written its body of block ``seq``.
+        """Until every worker in ``slots`` has written its voices of block ``seq``.
 
-        Spins, yielding the processor at each turn (the workers are peers at one
-        priority, so the ones still rendering get it); a worker that does not
-        finish in time (it died, or hangs: the engine replaces it) is given up
-        on, and the tail renders with what is on the bus.
+        Sleeps on this worker's doorbell, which they ring after raising their
+        flag (a spin would burn the real-time budget the others need); a worker
+        that does not finish in time (it died, or hangs: the engine replaces it)
+        is given up on, and the tail renders with what is on the bus.
         """
+        bell = doorbells[state["slot"]]
         give_up = time.monotonic() + _TAIL_PATIENCE
-        for s in slots:
-            while flags[s] != seq:
-                if time.monotonic() > give_up:
-                    return
-                os.sched_yield()
+        while any(flags[s] != seq for s in slots):
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return
+            select.select([bell], [], [], left)
+            try:
+                os.eventfd_read(bell)
+            except BlockingIOError:
+                pass
 
     _raise_priority()
     wire.send(b"R")
@@ -255,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 mine, theirs = events, ()
             body.render(frames, mine)
             flags[state["slot"]] = seq  # after the copies: the tails may read them
+            for t in state["ring"]:
+                os.eventfd_write(doorbells[t], 1)
             if tail.real:
                 wait_for(state["waits"], seq)
                 r = tail.r

@@ -215,6 +215,8 @@ class PoolRenderer:
         self._mmap = mmap.mmap(self._memfd, bus_bytes + 8 * MAX_WORKERS)
         self.bus = np.ndarray((self.blocksize, self._columns), dtype=np.float32, buffer=self._mmap)
         self._seq = 0  # blocks asked for: a worker's "done" flag holds the last it finished
+        # a doorbell per slot: a worker that wrote its voices rings the tails' bells
+        self._doorbells = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(self._n)]
         self._left = np.zeros(0, dtype=np.int64)
         self._right = np.zeros(0, dtype=np.int64)
         # load (or compile) the mixing kernels now, not in the first block
@@ -286,6 +288,7 @@ class PoolRenderer:
             "blocksize": self.blocksize,
             "columns": self._columns,
             "max_workers": MAX_WORKERS,
+            "doorbells": self._doorbells,
             "parent_pid": os.getpid(),
         }
         env = dict(os.environ)
@@ -301,7 +304,7 @@ class PoolRenderer:
                     str(self._memfd),
                     json.dumps(cfg),
                 ],
-                pass_fds=(theirs.fileno(), self._memfd),
+                pass_fds=(theirs.fileno(), self._memfd, *self._doorbells),
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
@@ -391,6 +394,9 @@ class PoolRenderer:
             self._mmap.close()
             os.close(self._memfd)
             self._memfd = -1
+            for fd in self._doorbells:
+                os.close(fd)
+            self._doorbells = []
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -619,8 +625,13 @@ class PoolRenderer:
                 ),
                 (t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]),
                 imports,
-                # its "done" flag, and the flags a tail waits for before it renders
-                (slot, [s for s in open_slots if s != slot] if share.tail else []),
+                # its "done" flag, the flags its tail waits for before it renders,
+                # and the tails whose doorbells it rings when its voices are written
+                (
+                    slot,
+                    [s for s in open_slots if s != slot] if share.tail else [],
+                    [s for s in open_slots if s != slot and shares[s].tail],
+                ),
             )
         return lay
 
