@@ -429,12 +429,24 @@ def proc01_engine_side(n: int) -> list[float]:
     return out
 
 
-def rt03(voices: int, seconds: float, blocksize: int = 128) -> dict[int, float]:
-    """DSP load (render time / block time) of P3 (one Mix of ``voices``) with 1 and 2 workers."""
+def heavy_voices(n: int) -> js.Module:
+    """``n`` voices of three oscillators, a modulated resonant low-pass and a gain, one Mix."""
+    voices = []
+    for i in range(n):
+        f = 55 * 2 ** (5 * i / n)
+        osc = js.Saw(freq=f, amp=0.3) + js.Saw(freq=f * 1.005, amp=0.3)
+        osc = osc + js.Square(freq=f / 2, amp=0.2)
+        lfo = js.Sine(freq=0.2 + i / n, phase=i / n)
+        voices.append(js.Gain(js.LowPass(osc, cutoff=600 + 400 * lfo, q=3), gain=0.5 / n))
+    return js.Mix(*voices)
+
+
+def rt03(patch: js.Module, seconds: float, blocksize: int = 128) -> dict[int, float]:
+    """DSP load (render time / block time) of ``patch`` with 1 and 2 workers."""
     out = {}
     for workers in (1, 2):
         with Engine(headless=True, workers=workers, blocksize=blocksize) as engine:
-            play(p3(voices), engine)
+            play(patch, engine)
             time.sleep(1.0)  # the load average settles
             engine.status()  # resets the peak
             time.sleep(seconds)
@@ -649,12 +661,18 @@ def main(argv: list[str] | None = None) -> int:
                     "0",
                 )
         if want("RT-03"):
-            for voices, block in ((256, 128), (1024, 128), (2048, 128), (2048, 256)):
-                loads = rt03(voices, 10.0 if long else 3.0, block)
+            cases = (
+                ("P3 x 1024 voices", lambda: p3(1024), 128),
+                ("P3 x 2048 voices", lambda: p3(2048), 256),
+                ("512 voices of 8 modules", lambda: heavy_voices(512), 128),
+                ("1024 voices of 8 modules", lambda: heavy_voices(1024), 256),
+            )
+            for label, make, block in cases:
+                loads = rt03(make(), 10.0 if long else 3.0, block)
                 row(
                     "RT-03",
-                    f"speed-up of 2 workers over 1: P3 x {voices} voices in one Mix, block "
-                    f"{block}, headless (DSP load 1 worker / 2 workers)",
+                    f"speed-up of 2 workers over 1: {label} in one Mix, block {block}, "
+                    "headless (DSP load 1 worker / 2 workers)",
                     f"{loads[1] / loads[2]:.2f}x ({loads[1] * 100:.0f} % / {loads[2] * 100:.0f} % "
                     "of the block time; 2 cores shared with the engine)",
                     "> 1.6x",
