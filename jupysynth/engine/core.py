@@ -657,7 +657,9 @@ class EngineCore:
         registry for a moment, which a prepare on the worker reads.
         """
         key = (name, blob)
-        if not self._async or key in self._warmed or len(self._warmed) >= MAX_WARMED:
+        if not isinstance(self.renderer, Renderer):
+            return  # workers render (and compile) it: nothing to gain in this process
+        if key in self._warmed or len(self._warmed) >= MAX_WARMED:
             return
         try:
             cls = load_type(name, blob)
