@@ -451,6 +451,8 @@ class Renderer:
         self._fade = plan.fade
         self._after = plan.after
         self.disabled = set(plan.disabled)
+        for i in [i for i in self.faults if i not in self.nodes]:
+            del self.faults[i]  # freed: an id used again is a new module
         self.schedule = plan.schedule
         self.bus = plan.bus
         self._runtimes = plan.runtimes

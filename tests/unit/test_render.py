@@ -170,3 +170,26 @@ def test_update_with_fade_keeps_a_module_that_stays_steady():
     b = js.render(extra, 4 * 64 / SR)[:, 0].astype(np.float64)
     g = np.minimum(np.arange(1, 257) / 128, 1.0)
     np.testing.assert_allclose(x, a + g * b, atol=2e-6)
+
+
+def test_a_freed_module_takes_its_fault_along():
+    """An id used again after /module/free is a new module, not the faulted one."""
+    import warnings
+
+    from jupysynth.errors import JupysynthWarning
+    from jupysynth.graph import snapshot
+
+    class Raises(js.Module):
+        params = (js.Param("x", 0.0, -1.0, 1.0),)
+
+        def process(self, x):
+            raise RuntimeError("broken on purpose")
+
+    bad, good = Raises(), js.Sine(freq=440, amp=0.1)
+    r = js.Renderer(*snapshot([bad, good]), 48000, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", JupysynthWarning)
+        r.process(64)
+    assert list(r.faults) == [bad.id]
+    r.update(*snapshot(good))
+    assert r.faults == {}
