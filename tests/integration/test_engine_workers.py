@@ -7,8 +7,8 @@ engine process's children.
 from __future__ import annotations
 
 import ctypes
-import math
 import json
+import math
 import os
 import signal
 import time
