@@ -29,50 +29,35 @@ def gain(a, b, sr, bus, n, out, inp, amount):
             o[i] = x[i] * g[i]
 
 
+@njit(cache=True, nogil=True, fastmath={"nsz", "reassoc"}, error_model="numpy")
+def _sum_in_order(x, m):
+    # vectorised: how the additions group depends only on m, never on the bus layout
+    acc = 0.0
+    for j in range(m):
+        acc += x[j]
+    return acc
+
+
 @njit(**JIT)
 def mix(a, b, sr, bus, n, out, amp, runs, ptr):
-    # instance i sums the column runs runs[ptr[i]:ptr[i+1]], each (start, length), in
-    # float64 over eight lanes: input k adds to lane k % 8, the lanes add up in a fixed
-    # tree.  The sum depends only on the inputs and their order, never on where they
-    # sit on the bus (a worker lays out only its share); adjacent inputs vectorise.
-    lanes = np.zeros(8)
+    # instance i sums the column runs runs[ptr[i]:ptr[i+1]], each (start, length): its
+    # inputs are first lined up in order in one scratch row, then summed in float64 by
+    # one vectorised loop.  The sum depends on the inputs and their order only, not on
+    # where they sit on the bus (a worker lays out only its share of the patch).
+    scratch = np.empty(max(1, runs[:, 1].sum()), dtype=np.float32)
     for t in range(a, b):
         row = bus[t]
         for i in range(n):
-            for q in range(8):
-                lanes[q] = 0.0
-            k = 0
-            for r in range(ptr[i], ptr[i + 1]):
-                start = runs[r, 0]
-                length = runs[r, 1]
-                j = 0
-                while j < length and (k & 7) != 0:
-                    lanes[k & 7] += row[start + j]
-                    j += 1
-                    k += 1
-                if j + 8 <= length:
-                    # the aligned middle, eight running sums in registers
-                    s0, s1, s2, s3 = lanes[0], lanes[1], lanes[2], lanes[3]
-                    s4, s5, s6, s7 = lanes[4], lanes[5], lanes[6], lanes[7]
-                    while j + 8 <= length:
-                        p = start + j
-                        s0 += row[p]
-                        s1 += row[p + 1]
-                        s2 += row[p + 2]
-                        s3 += row[p + 3]
-                        s4 += row[p + 4]
-                        s5 += row[p + 5]
-                        s6 += row[p + 6]
-                        s7 += row[p + 7]
-                        j += 8
-                        k += 8
-                    lanes[0], lanes[1], lanes[2], lanes[3] = s0, s1, s2, s3
-                    lanes[4], lanes[5], lanes[6], lanes[7] = s4, s5, s6, s7
-                while j < length:
-                    lanes[k & 7] += row[start + j]
-                    j += 1
-                    k += 1
-            acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
-                (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
-            )
+            r0 = ptr[i]
+            if ptr[i + 1] == r0 + 1:  # side by side already (the usual case)
+                start = runs[r0, 0]
+                acc = _sum_in_order(row[start:], runs[r0, 1])
+            else:
+                m = 0
+                for r in range(r0, ptr[i + 1]):
+                    start = runs[r, 0]
+                    for j in range(runs[r, 1]):
+                        scratch[m + j] = row[start + j]
+                    m += runs[r, 1]
+                acc = _sum_in_order(scratch, m)
             row[out + i] = acc * row[amp + i]
