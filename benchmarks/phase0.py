@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import signal
 import socket
@@ -441,6 +442,21 @@ def heavy_voices(n: int) -> js.Module:
     return js.Mix(*voices)
 
 
+class Additive(js.Module):
+    """A module written as in a cell: 16 partials a sample (compute-bound, little memory)."""
+
+    params = (js.Param("freq", 110.0, 1.0, 20000.0), js.Param("amp", 0.1, 0.0, 1.0))
+    sample_state = 1
+
+    @staticmethod
+    def sample(s, freq, amp):
+        s[0] = (s[0] + freq / 48000.0) % 1.0
+        acc = 0.0
+        for k in range(1, 17):
+            acc += math.sin(2.0 * math.pi * k * s[0]) / k
+        return amp * acc
+
+
 def rt03(patch: js.Module, seconds: float, blocksize: int = 128) -> dict[int, float]:
     """DSP load (render time / block time) of ``patch`` with 1 and 2 workers."""
     out = {}
@@ -666,6 +682,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("P3 x 2048 voices", lambda: p3(2048), 256),
                 ("512 voices of 8 modules", lambda: heavy_voices(512), 128),
                 ("1024 voices of 8 modules", lambda: heavy_voices(1024), 256),
+                (
+                    "48 voices of a 16-partial cell module",
+                    lambda: js.Mix(*[Additive(freq=55 + i, amp=0.01) for i in range(48)]),
+                    128,
+                ),
             )
             for label, make, block in cases:
                 loads = rt03(make(), 10.0 if long else 3.0, block)
