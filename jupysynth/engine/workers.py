@@ -588,7 +588,7 @@ class PoolRenderer:
                 lay.left.append(col)
             else:
                 lay.right.append(col)
-        wanted = self.schedule.slot_of.wanted
+        wanted = self.schedule.slot_of.wanted.copy()  # the block thread may add to it
         for key in sorted(k for k in wanted if k[0] in nodes):
             if key[0] in holders:
                 slot = holders[key[0]][0]
