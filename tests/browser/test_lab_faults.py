@@ -62,7 +62,13 @@ def test_a_fault_shows_in_the_cell_that_made_the_module_and_on_its_panel(lab):  
             turner_out = run_new_cell(pg, "bad.amount = 1.5")  # raises in the engine, later
             # the knob panel in the same output area may show the fault first: wait for
             # the printed report itself
-            text = wait_for(maker.locator(".jp-Cell-outputArea"), "raised and is muted")
+            text = wait_for(maker.locator(".jp-Cell-outputArea"), "raised and is muted", 60.0)
+            if "raised and is muted" not in text:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                pg.screenshot(path=str(ARTIFACTS / "fault-missing.png"), full_page=True)
+                cells = pg.locator(".jp-CodeCell")
+                where = [cells.nth(k).inner_text()[-300:] for k in range(cells.count())]
+                print("cells:", *where, sep="\n---\n")  # where did the report go?
             assert "raised and is muted, the rest plays on" in text, text
             assert 'raise ValueError(f"cannot fold {input.size} samples")' in text, text
             assert "ValueError: cannot fold 128 samples" in text
