@@ -34,7 +34,7 @@ __all__ = ["MAX_MESSAGE", "MAX_SUBSCRIBERS", "POLL_SECONDS", "Notifier", "Push"]
 
 #: How often the engine looks for new or cleared faults: a fault reaches its
 #: clients this long after the block that caught it, at most (plus the network).
-POLL_SECONDS = 0.03
+POLL_SECONDS = 0.1
 #: Subscribers kept at once; more are refused with ``/error``.
 MAX_SUBSCRIBERS = 64
 #: Creators remembered; the oldest are forgotten past this (ids are not reused in practice).
