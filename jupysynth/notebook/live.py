@@ -256,8 +256,8 @@ class Session:
         except JupysynthError as exc:
             print(f"jupysynth: {exc}")
         self._attach()
-        self._adopt_new_modules()
-        self._report_engine()
+        made = self._adopt_new_modules()
+        self._report_engine(made)
         for panel in panels():
             panel.refresh_state()
 
@@ -274,8 +274,14 @@ class Session:
             "`%synth restart` starts a new one"
         )
 
-    def _report_engine(self) -> None:
-        """Print the engine's errors, and the faults no cell has shown yet, in this cell."""
+    def _report_engine(self, made: set[int] = frozenset()) -> None:
+        """Print the engine's errors, and the faults no cell has shown yet, in this cell.
+
+        ``made``: the modules this cell made.  A fault of a module an earlier cell
+        made is left to :meth:`_on_fault`, which writes it in that cell: claiming it
+        here, while the push is still on its way to that cell, would print it in
+        the wrong one.
+        """
         if not self.live:
             self._check_engine_alive()
             return
@@ -293,7 +299,11 @@ class Session:
         # pushed while this cell ran (its own modules: no output to write to yet),
         # or for a module no cell made
         with self._lock:
-            todo = [f for i, f in list(client.faults.items()) if i not in self._reported_faults]
+            todo = [
+                f
+                for i, f in list(client.faults.items())
+                if i not in self._reported_faults and (i in made or i not in self._writers)
+            ]
             self._reported_faults.update(f.id for f in todo)
         for fault in todo:
             print(self._fault_text(fault))
@@ -310,11 +320,14 @@ class Session:
             self._reported_faults.clear()  # a new engine: its faults are all news
         client.on_fault = self._on_fault
 
-    def _adopt_new_modules(self) -> None:
-        """The modules this cell sent to the engine report their faults in its output."""
+    def _adopt_new_modules(self) -> set[int]:
+        """The modules this cell sent to the engine report their faults in its output.
+
+        Returns their ids.
+        """
         player = self._player()
         if player is None:
-            return
+            return set()
         made = set(player.modules) - self._modules_before
         write = _CellOutput(self.widgets) if made else None
         with self._lock:
@@ -324,6 +337,7 @@ class Session:
             kept = {id(w) for w in self._writers.values()}
             for w in {id(w): w for w in gone if id(w) not in kept}.values():
                 w.release()
+        return made
 
     def _on_fault(self, module_id: int, fault: Fault | None) -> None:
         """A push from the engine: redraw the module's panels, tell the cell that made it."""
