@@ -144,12 +144,24 @@ def test_record_of_tagged_bundles_equals_offline_render_on_the_device(engine):
     lfo = js.LFO(freq=3, amp=400, offset=1000, shape="triangle")
     voice = js.BandPass(noise + js.Square(freq=110, amp=0.2), cutoff=lfo, q=4)
     events = [(0.1, lfo, "freq", 6.0), (0.25, voice, "q", 1.5), (0.2501, lfo, "offset", 700.0)]
-    t = engine.time_of(engine.frame_at(time.time() + 0.3))
-    play(voice, engine, at=t)
-    for when, module, name, value in events:
-        engine.send_bundle([("/param/set", module.id, name, value)], at=t + when)
-    live = engine.record(0.5, at=t)
-    stop(voice, engine)
     offline = js.render(voice, 0.5, SR, BS, events=events)
-    assert engine.status()["late"] == 0
+    # The engine re-anchors its clock to the card (drivers.FrameClock): a message sent
+    # after a correction maps its tag to another frame than one sent before it.  Such
+    # a trial says nothing about determinism; the card keeps time, so the next is clean.
+    for _ in range(5):
+        t0 = engine.status()["t0"]
+        t = engine.time_of(engine.frame_at(time.time() + 0.3))
+        play(voice, engine, at=t)
+        for when, module, name, value in events:
+            engine.send_bundle([("/param/set", module.id, name, value)], at=t + when)
+        # t0 as the last message but the record request was mapped (that one follows at once)
+        moved = engine.status()["t0"] != t0
+        live = engine.record(0.5, at=t)
+        stop(voice, engine)
+        status = engine.status()
+        if not moved:
+            break
+    else:
+        pytest.fail("the engine's clock moved while each of 5 trials was being sent")
+    assert status["late"] == 0
     assert np.array_equal(live, offline)
