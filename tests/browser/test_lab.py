@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from procs import children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01-first-sound.ipynb"
@@ -53,20 +54,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -78,7 +65,7 @@ def _alive(pid: int) -> bool:
 def _descendants(pid: int) -> set[int]:
     out, stack = set(), [pid]
     while stack:
-        for child in _children(stack.pop()):
+        for child in children_of(stack.pop()):
             out.add(child)
             stack.append(child)
     return out

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import children_of
 
 import jupysynth as js
 from jupysynth.control import Client
@@ -38,23 +39,6 @@ def peak_hz(x: np.ndarray, fs: float = SR) -> float:
     k = int(np.argmax(spectrum[1:-1])) + 1
     a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-30)
     return (k + 0.5 * (a - c) / (a - 2 * b + c)) * fs / len(x)
-
-
-def children_of(pid: int) -> set[int]:
-    """Live processes whose parent is ``pid``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may contain spaces and parentheses: split after the last ')'
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
 
 
 @pytest.fixture(scope="module")

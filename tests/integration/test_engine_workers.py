@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import children_of
 
 import jupysynth as js
 from jupysynth.engine import Engine, play
@@ -36,21 +37,6 @@ def level_at(x: np.ndarray, hz: float, fs: float = SR) -> float:
     n = len(x)
     spectrum = np.abs(np.fft.rfft(x * np.hanning(n))) / (n / 4)
     return float(spectrum[int(round(hz * n / fs))])
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 def spec(m: js.Module) -> str:
