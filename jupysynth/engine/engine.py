@@ -398,19 +398,26 @@ class Engine:
     # -- the clock ---------------------------------------------------------------------------
 
     def time_of(self, frame: int) -> float:
-        """Unix time at which ``frame`` plays (for bundle time tags)."""
+        """Unix time at which ``frame`` plays (for bundle time tags).
+
+        Uses the engine's current ``t0``, which follows the device's clock
+        (see docs/clock.md): asks the engine, one OSC round trip.
+        """
         return self._t0() + frame / self.samplerate
 
     def frame_at(self, t: float) -> int:
-        """The frame that plays at Unix time ``t``, as the engine rounds a time tag."""
+        """The frame that plays at Unix time ``t``, as the engine rounds a time tag now."""
         t0 = ntp_from_unix(self._t0())
         return ((ntp_from_unix(t) - t0) * self.samplerate + (1 << 31)) >> 32
 
     def _t0(self) -> float:
-        if "t0" not in self.info:
+        if not self.running or "t0" not in self.info:
             raise EngineError("the engine is not running; call engine.start() first")
+        # the live t0, not the one of the start: the clock estimator moves it when the
+        # device drifts or loses time, and tags are mapped with the live one
+        t0 = self._client().status()["t0"]
         # the engine keeps t0 as an NTP tag: round-trip it to get the same float
-        return unix_from_ntp(ntp_from_unix(self.info["t0"]))
+        return unix_from_ntp(ntp_from_unix(t0))
 
     # -- recording ---------------------------------------------------------------------------
 
