@@ -171,17 +171,21 @@ def compile_schedule(
     for i in live:
         level_of(i)
 
-    # the generic kernels of cell-written modules run each type's own code: one group per type
-    buckets: dict[tuple[int, str, str], list[int]] = {}
+    # the generic kernels of cell-written modules run each type's own code: one group per
+    # type; types sharing a kernel with another channel count (a mono and a stereo
+    # stand-in of the pool) are grouped apart, as a group has one output layout
+    buckets: dict[tuple[int, str, str, int], list[int]] = {}
     for i, spec in live.items():
         own = spec.type if spec.kernel in (PYTHON_KERNEL, SAMPLE_KERNEL) else ""
-        buckets.setdefault((level[i], spec.kernel, own), []).append(i)
+        key = (level[i], spec.kernel, own, types[spec.type].channels)
+        buckets.setdefault(key, []).append(i)
 
     slot_of: dict[tuple[int, int], int] = {}
     next_slot = ZERO_SLOT + 1
     groups: list[Group] = []
-    for lvl, kernel, own in sorted(buckets):
-        ids = buckets[(lvl, kernel, own)]
+    for key in sorted(buckets):
+        ids = buckets[key]
+        lvl, kernel = key[0], key[1]
         cls = types[live[ids[0]].type]
 
         def order_key(i: int) -> tuple:

@@ -66,16 +66,18 @@ def _warm_every_kernel(samplerate: int, blocksize: int) -> None:
     first call would otherwise load machine code (milliseconds) inside a block.
     """
     from ..graph import Mix, MulAdd, module_types
+    from ..kernels.arith import CHUNK
     from ..modules import Sine
     from ..renderer import render
 
     voices = []
     for cls in module_types().values():
-        if cls is Mix:
+        if cls.reads_bus:  # Mix, and a split Mix's parts (warmed by the worker)
             continue
         kwargs = {p.name: MulAdd(Sine(freq=1.0), 0.0, p.default) for p in cls.params if p.signal}
         voices.append(cls(**kwargs))
     ports = [v if v.channels == 1 else v.left for v in voices]
+    ports += [ports[0]] * max(0, CHUNK + 1 - len(ports))  # the chunked sum too
     render(
         Mix(*ports, amp=MulAdd(Sine(freq=1.0), 0.0, 0.0)),
         blocksize / samplerate,

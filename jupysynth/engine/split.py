@@ -19,7 +19,13 @@ one LFO) is split by voices, in three roles:
     same weight, and a chain stays where it was when the patch changes.
 
 Every module still renders with the same inputs in the same order as in one
-process, so the samples do not depend on the worker count.  A part whose
+process, so the samples do not depend on the worker count.
+
+A Mix of more than :data:`~jupysynth.kernels.arith.CHUNK` inputs in a tail is
+cut in its chunks (the pieces a Mix always sums separately): each chunk whose
+voices render on one worker is summed there (:class:`MixPart`, two float32
+columns for a float64 sum), so the tail reads two columns per chunk instead of
+every voice and adds them (:class:`MixJoin`, the Mix's own id and name).  A part whose
 Feedback loop would cross the roles, or whose heads would cost more than a
 quarter of its voices, renders whole.
 
@@ -31,18 +37,24 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, Module, NodeSpec, module_types
+from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, Mix, Module, NodeSpec, module_types
+from ..kernels.arith import CHUNK
 
 __all__ = [
     "HEAD_SHARE",
     "SPLIT_WEIGHT",
     "ImportMono",
     "ImportStereo",
+    "MixJoin",
+    "MixPart",
     "Share",
     "assign",
     "holders",
     "import_type",
+    "owner_of",
+    "part_id",
     "split_part",
+    "warm_partials",
     "weight",
 ]
 
@@ -67,6 +79,57 @@ class ImportStereo(Module):
     port_names = ("left", "right")
     kernel = "bus.hold"
     internal = True
+
+
+class MixPart(Module):
+    """One chunk of a split Mix's inputs, summed where its voices render.
+
+    Its two outputs hold the float64 sum as float32 ``hi`` and ``lo``.
+    """
+
+    channels = 2
+    port_names = ("hi", "lo")
+    kernel = "arith.mix_part"
+    reads_bus = True
+    internal = True
+
+
+class MixJoin(Module):
+    """A split Mix: its chunks' ``(hi, lo)`` pairs added in order, times ``amp``."""
+
+    params = Mix.params
+    kernel = "arith.mix_join"
+    reads_bus = True
+    internal = True
+
+
+#: Chunks a Mix may have: a MixPart's id is below the Mix's id times this.
+_PARTS = 1 << 16
+
+
+def part_id(mix_id: int, chunk: int) -> int:
+    """The id of chunk ``chunk`` of Mix ``mix_id`` (negative: never a patch's)."""
+    return -(mix_id * _PARTS + chunk + 1)
+
+
+def owner_of(node_id: int) -> int:
+    """The module an id stands for: a MixPart's Mix, else the id itself."""
+    return (-node_id - 1) // _PARTS if node_id < 0 else node_id
+
+
+def warm_partials(samplerate: float, blocksize: int) -> None:
+    """Load the kernels of a split Mix (a worker's first split block would otherwise)."""
+    from ..graph import snapshot
+    from ..modules import Noise, Sine
+    from ..renderer import Renderer
+
+    noise, lfo = Noise(amp=0.5), Sine(freq=1.0)
+    nodes, _ = snapshot([noise, lfo])
+    pid = part_id(lfo.id, 0)
+    nodes[pid] = NodeSpec(pid, "MixPart", "arith.mix_part", {}, inputs=[(noise.id, 0)])
+    join = [(pid, 0), (pid, 1)]
+    nodes[0] = NodeSpec(0, "MixJoin", "arith.mix_join", {"amp": (lfo.id, 0)}, inputs=join)
+    Renderer(nodes, [(0, 0, 1)], samplerate, blocksize).process(blocksize)
 
 
 def import_type(channels: int) -> str:
@@ -97,6 +160,12 @@ class Share:
     tail: set[int] = field(default_factory=set)
     imports: list[tuple[int, int, int]] = field(default_factory=list)
     exports: list[tuple[int, int]] = field(default_factory=list)
+    #: specs made by the division, for ids of ``body``/``tail``: MixParts, MixJoins
+    specs: dict[int, NodeSpec] = field(default_factory=dict)
+
+    def spec(self, node_id: int, nodes: dict[int, NodeSpec]) -> NodeSpec:
+        """The spec this worker renders for ``node_id``."""
+        return self.specs.get(node_id) or nodes[node_id]
 
 
 def _components(ids: set[int], nodes: dict[int, NodeSpec]) -> list[set[int]]:
@@ -292,6 +361,7 @@ def assign(
             missing = direct - shares[ts].body
             if missing:
                 shares[ts].body |= missing | _ancestors(missing, heads, nodes)
+    _partial_sums(nodes, shares, slots)
     # what each tail reads from bodies: from its own worker's body when it has a copy
     holder: dict[int, int] = {}
     for slot in slots:
@@ -302,7 +372,7 @@ def assign(
         share = shares[slot]
         seen: set[tuple[int, int]] = set()
         for i in sorted(share.tail):
-            for src, port in nodes[i].sources():
+            for src, port in share.spec(i, nodes).sources():
                 if src in share.tail or (src, port) in seen:
                     continue
                 seen.add((src, port))
@@ -312,6 +382,46 @@ def assign(
                     exported.add((src, port, home))
                     shares[home].exports.append((src, port))
     return shares
+
+
+def _partial_sums(nodes: dict[int, NodeSpec], shares: dict[int, Share], slots: list[int]) -> None:
+    """Cut each large Mix of a tail in its chunks, summed where their voices are."""
+    for slot in slots:
+        share = shares[slot]
+        for i in sorted(share.tail):
+            mix = nodes[i]
+            if mix.type != "Mix" or len(mix.inputs) <= CHUNK:
+                continue
+            join: list[tuple[int, int]] = []
+            for c0 in range(0, len(mix.inputs), CHUNK):
+                chunk = mix.inputs[c0 : c0 + CHUNK]
+                pid = part_id(i, c0 // CHUNK)
+                spec = NodeSpec(
+                    pid,
+                    "MixPart",
+                    "arith.mix_part",
+                    {},
+                    inputs=list(chunk),
+                    name=f"{mix.label()} inputs {c0}-{c0 + len(chunk) - 1}",
+                )
+                srcs = {s for s, _ in chunk}
+                home = next((h for h in [slot, *slots] if srcs <= shares[h].body), None)
+                if home is None:  # a chunk across workers: the tail sums it from copies
+                    share.tail.add(pid)
+                    share.specs[pid] = spec
+                else:
+                    shares[home].body.add(pid)
+                    shares[home].specs[pid] = spec
+                join += [(pid, 0), (pid, 1)]
+            share.specs[i] = NodeSpec(
+                i,
+                "MixJoin",
+                "arith.mix_join",
+                {"amp": mix.values["amp"]},
+                dict(mix.options),
+                join,
+                name=mix.label(),
+            )
 
 
 def holders(shares: dict[int, Share]) -> dict[int, list[int]]:

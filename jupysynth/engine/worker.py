@@ -137,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..kernels.bus import column_runs, copy_runs
     from ..renderer import Renderer
     from ..warmup import warmup
-    from .split import ImportMono  # noqa: F401 - registers the stand-in types
+    from .split import owner_of, warm_partials  # registers the stand-in types too
     from .typedefs import load_type
 
     warmup()
     _warm_every_kernel(sr, bs)
+    warm_partials(sr, bs)
     # a patch prepared on a thread (numba compiling for a second) holds the interpreter
     # lock in long stretches; hand it back to the block loop every half millisecond
     sys.setswitchinterval(0.0005)
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 # and its modules then fail like any crash of this worker
                 print(f"jupysynth worker: {exc}", file=sys.stderr)
         for part in (body, tail):
-            part.r.revive(revived)
+            # a revived Mix brings its chunks back (muted if their kernel raised)
+            part.r.revive([*revived, *(i for i in part.r.disabled if owner_of(i) in revived)])
         # a stand-in muted for a NaN it carried plays again with the new patch
         for i, _, _ in imp:
             tail.r.disabled.discard(i)

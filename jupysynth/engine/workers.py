@@ -61,7 +61,7 @@ from .. import kernels
 from ..errors import EngineError, PatchError
 from ..graph import NodeSpec, module_types
 from ..renderer import fade_plan
-from .split import Share, assign, import_type
+from .split import Share, assign, import_type, owner_of
 from .wire import Wire
 
 __all__ = ["CULPRIT_WINDOW", "MAX_OUTPUTS_PER_WORKER", "WORKER_DEADLINE", "PoolRenderer"]
@@ -600,26 +600,29 @@ class PoolRenderer:
             for src, port in shares[slot].exports:
                 col = column(slot)
                 exported[(src, port, slot)] = col
-                routes[slot]["body"].append((src, port, 0, col))
+                # a chunk sum is checked for NaN where it is made: the culprit is a voice
+                # there (a voice copied whole is checked by the tail, under its name)
+                routes[slot]["body"].append((src, port, 1 if src < 0 else 0, col))
         types = module_types()
         for slot in open_slots:
             share = shares[slot]
             body = routes[slot]["body"]
             tail = routes[slot]["tail"]
-            t_nodes: dict[int, NodeSpec] = {i: live[i] for i in share.tail}
+            t_nodes: dict[int, NodeSpec] = {i: share.spec(i, live) for i in share.tail}
             imports = []
             for src, port, home in share.imports:
                 if src not in t_nodes:
-                    chans = types[live[src].type].channels
+                    made = shares[home].spec(src, live)
+                    chans = types[made.type].channels
                     # named as the module: a NaN it carries is reported under its name
                     t_nodes[src] = NodeSpec(
-                        src, import_type(chans), "bus.hold", {}, name=live[src].label()
+                        src, import_type(chans), "bus.hold", {}, name=made.label()
                     )
                 imports.append((src, port, exported[(src, port, home)]))
             lay.ids[slot] = share.body | share.tail
             lay.payload[slot] = (
                 (
-                    {i: live[i] for i in share.body},
+                    {i: share.spec(i, live) for i in share.body},
                     [(i, p, c) for i, p, c, _ in body],
                     [col for *_, col in body],
                 ),
@@ -857,9 +860,11 @@ class PoolRenderer:
                     self._ready(slot)
                 else:
                     got = pickle.loads(reply)
-                    self.faults.update(got[1])
+                    # a chunk of a split Mix is reported as that Mix
+                    faults = {owner_of(i): text for i, text in got[1].items()}
+                    self.faults.update(faults)
                     # muted where it was caught; left out of the next division too
-                    self.disabled.update(i for i in got[1] if i in self.nodes)
+                    self.disabled.update(i for i in faults if i in self.nodes)
                     if got[2]:
                         self._ready(slot)
         if self._fade is None:

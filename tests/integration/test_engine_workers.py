@@ -90,10 +90,15 @@ def voice_bank(n: int):
     return lfo, voices, mix, master
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-def test_a_split_voice_bank_plays_the_same_samples_as_offline(workers):
-    """Voices on every worker, the LFO copied, the Mix in a second phase: bit for bit."""
-    lfo, voices, mix, master = voice_bank(48)
+@pytest.mark.parametrize("workers, n", [(2, 48), (3, 48), (2, 160), (3, 300)])
+def test_a_split_voice_bank_plays_the_same_samples_as_offline(workers, n):
+    """Voices on every worker, the LFO copied, the Mix in a second phase: bit for bit.
+
+    48 voices are copied to the tail's worker whole; a Mix of 160 or 300 is summed
+    by chunks of 64 where their voices render (a chunk across two workers' ranges on
+    the tail's worker, from copies).
+    """
+    lfo, voices, mix, master = voice_bank(n)
     events = [
         (0.04, voices[5], "q", 4.0),  # a voice
         (0.09, lfo, "freq", 7.0),  # the head every worker renders
@@ -213,14 +218,17 @@ class Blowup(js.Module):
         return x if s[0] < 4800.0 else math.nan
 
 
-def test_a_voice_turning_nan_in_a_split_patch_is_muted_and_named_and_the_rest_plays():
+@pytest.mark.parametrize("n", [48, 160])
+def test_a_voice_turning_nan_in_a_split_patch_is_muted_and_named_and_the_rest_plays(n):
+    """Caught by the tail (a voice copied whole) or where its chunk is summed (160)."""
     from jupysynth.engine.typedefs import dump_type
     from jupysynth.engine.workers import PoolRenderer
     from jupysynth.graph import snapshot, type_name
 
     lfo = js.Sine(freq=2.0)
     voices = [
-        js.LowPass(js.Saw(freq=110 + 3 * i, amp=0.02), cutoff=900 + 400 * lfo) for i in range(48)
+        js.LowPass(js.Saw(freq=110 + 3 * (i % 48), amp=0.02), cutoff=900 + 400 * lfo)
+        for i in range(n)
     ]
     bad = Blowup(voices[20], name="blowup")
     voices[20] = bad

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import jupysynth as js
-from jupysynth.engine.split import SPLIT_WEIGHT, assign, holders, split_part, weight
-from jupysynth.graph import snapshot
+from jupysynth.engine.split import (
+    SPLIT_WEIGHT,
+    assign,
+    holders,
+    owner_of,
+    part_id,
+    split_part,
+    weight,
+)
+from jupysynth.graph import NodeSpec, snapshot
+from jupysynth.kernels.arith import CHUNK
 
 
 def voice_bank(n: int, shared_lfo: bool = True):
@@ -108,3 +119,77 @@ def test_a_feedback_loop_inside_each_voice_splits():
     nodes, _ = snapshot(js.Mix(*voices))
     heads, tail, chains = split_part(set(nodes), nodes)
     assert len(chains) == 64 and not heads
+
+
+def test_a_large_mix_is_summed_by_chunks_where_the_voices_are():
+    lfo, voices, mix, master = voice_bank(160)  # chunks of inputs 0-63, 64-127, 128-159
+    nodes, _ = snapshot(master)
+    shares = assign(nodes, [0, 1])
+    (ts,) = [s for s, sh in shares.items() if sh.tail]
+    join = shares[ts].specs[mix.id]
+    assert join.type == "MixJoin" and join.label() == nodes[mix.id].label()
+    assert join.values["amp"] == nodes[mix.id].values["amp"]
+    parts = [part_id(mix.id, c) for c in range(3)]
+    assert join.inputs == [(p, port) for p in parts for port in (0, 1)]
+    assert {owner_of(p) for p in parts} == {mix.id} and owner_of(mix.id) == mix.id
+    slot_of_voice = {v.id: s for s, sh in shares.items() for v in voices if v.id in sh.body}
+    for c, p in enumerate(parts):
+        ins = nodes[mix.id].inputs[c * CHUNK : (c + 1) * CHUNK]
+        homes = {slot_of_voice[i] for i, _ in ins}
+        (where,) = [s for s, sh in shares.items() if p in sh.body | sh.tail]
+        spec = shares[where].specs[p]
+        assert spec.type == "MixPart" and spec.inputs == ins
+        if len(homes) == 1:  # summed beside its voices, in the body
+            assert p in shares[homes.pop()].body
+        else:  # across the workers' ranges: the tail sums it from copied voices
+            assert p in shares[ts].tail
+            assert {(i, 0) for i, _ in ins} <= {(i, q) for i, q, _ in shares[ts].imports}
+    # the tail reads two columns per chunk summed elsewhere, not those chunks' voices
+    imported = {(i, q) for i, q, _ in shares[ts].imports}
+    body_parts = [p for p in parts if p not in shares[ts].tail]
+    assert body_parts and {(p, q) for p in body_parts for q in (0, 1)} <= imported
+    copied = sum(1 for i, _ in imported if i > 0 and i in slot_of_voice)
+    assert copied <= CHUNK
+
+
+def test_a_small_mix_and_a_whole_part_keep_their_mix():
+    _, _, mix, master = voice_bank(48)
+    nodes, _ = snapshot(master)
+    shares = assign(nodes, [0, 1])
+    assert not any(sh.specs for sh in shares.values())
+    _, _, mix, master = voice_bank(160)
+    nodes, _ = snapshot(master)
+    shares = assign(nodes, [0])  # one worker: nothing to split
+    assert not shares[0].specs and mix.id in shares[0].body
+
+
+def test_a_mix_summed_by_chunks_gives_the_samples_of_the_mix():
+    """MixPart + MixJoin, in any layout, give what Mix gives (which sums by chunks)."""
+    rng = np.random.default_rng(3)
+    loud = [js.Sine(freq=float(f), amp=1e6) for f in rng.uniform(50, 5000, CHUNK)]
+    # chunk 1 cancels chunk 0 exactly, chunk 2 is quiet: summed in another order than
+    # 0, 1, 2, the quiet chunk would be lost in the rounding of the loud ones
+    srcs = [*loud, *(-1 * s for s in loud)]
+    srcs += [js.Sine(freq=float(f), amp=1e-3) for f in rng.uniform(50, 5000, 17)]
+    lfo = js.Sine(freq=3.0, amp=0.5)
+    mix = js.Mix(*srcs, amp=lfo + 1)
+    nodes, outputs = snapshot(mix)
+    want = js.Renderer(nodes, outputs, 48000, 64).process(64).copy()
+    split = dict(nodes)
+    order = [2, 0, 1]  # made in another order than summed: on the bus elsewhere
+    for c in order:
+        pid = part_id(mix.id, c)
+        ins = nodes[mix.id].inputs[c * CHUNK : (c + 1) * CHUNK]
+        split[pid] = NodeSpec(pid, "MixPart", "arith.mix_part", {}, inputs=list(ins))
+    join = [(part_id(mix.id, c), q) for c in range(3) for q in (0, 1)]
+    amp = nodes[mix.id].values["amp"]
+    split[mix.id] = NodeSpec(mix.id, "MixJoin", "arith.mix_join", {"amp": amp}, inputs=join)
+    got = js.Renderer(split, outputs, 48000, 64).process(64).copy()
+    assert 1e-4 < np.abs(want).max() < 0.1
+    assert np.array_equal(got, want)
+    # and the chunked sum is the float64 sum, to float32's precision
+    ref = np.zeros(64)
+    for s in srcs:
+        ref += js.render(s, 64 / 48000, 48000, 64)[:, 0].astype(np.float64)
+    ref *= js.render(lfo + 1, 64 / 48000, 48000, 64)[:, 0].astype(np.float64)
+    np.testing.assert_allclose(want[:, 0], ref, rtol=0, atol=np.abs(ref).max() * 2e-6)
