@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter as _clock
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,8 @@ class _Runtime:
     fixed: Any = None  # the module's fixed-parameter kernel, when its parameters allow
     gathers: list[_Param] = field(default_factory=list)
     ramps: list[_Param] = field(default_factory=list)
+    spent: float = 0.0  # seconds in the kernel, while the renderer is timing
+    timed: int = 0  # frames timed
 
 
 def fade_plan(
@@ -283,6 +286,8 @@ class Renderer:
         self._generation = 0
         self._setseq = 0  # set() calls so far
         self._changed: dict[tuple[int, str], int] = {}  # (id, name) -> set() count, since install
+        #: Time each group's kernel (see :meth:`take_costs`); the worker pool does.
+        self.timing = False
         self._compile()
 
     # -- building ------------------------------------------------------------------------
@@ -880,11 +885,18 @@ class Renderer:
 
     def _render_span(self, a: int, b: int, sr: float) -> None:
         bus = self.bus
+        timing = self.timing
         for rt in self._runtimes:
             for p in rt.gathers:
                 _GATHER(a, b, bus, p.col, p.slots, p.vals)
             try:
-                rt.fn(a, b, sr, bus, *rt.args)
+                if timing:
+                    t = _clock()
+                    rt.fn(a, b, sr, bus, *rt.args)
+                    rt.spent += _clock() - t
+                    rt.timed += b - a
+                else:
+                    rt.fn(a, b, sr, bus, *rt.args)
             except Exception:  # a kernel that raises is muted, the rest plays on
                 g = rt.group
                 bus[a:b, g.out_start : g.out_start + g.channels * g.size] = 0.0
@@ -911,6 +923,21 @@ class Renderer:
             self._find_nonfinite(a, b)
         elif self._stale:
             self._rebuild_after_fault()
+
+    def take_costs(self) -> dict[str, tuple[float, int]]:
+        """What each module type cost since the last call, while :attr:`timing` is on.
+
+        Returns ``{type name: (seconds, instance-frames)}``: the time in its
+        kernels and the frames its instances rendered in that time.
+        """
+        out: dict[str, tuple[float, int]] = {}
+        for rt in self._runtimes:
+            if rt.timed:
+                name = type_name(rt.group.cls)
+                spent, frames = out.get(name, (0.0, 0))
+                out[name] = (spent + rt.spent, frames + rt.timed * rt.group.size)
+                rt.spent, rt.timed = 0.0, 0
+        return out
 
     # -- faults --------------------------------------------------------------------------
 

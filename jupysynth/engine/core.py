@@ -346,8 +346,11 @@ class EngineCore:
                     self.taps.write(self.renderer, self.blocksize)
             else:
                 np.copyto(dst, self._zeros)
-            if self._asked and self._job is None:
-                self._start_prepare()  # after the block: its sound comes first
+            if self._job is None:
+                if self._asked:
+                    self._start_prepare()  # after the block: its sound comes first
+                elif getattr(self.renderer, "rebalance_wanted", False):
+                    self._start_rebalance()
         except Exception:  # noqa: BLE001 - the clock must go on whatever breaks
             log.error("engine block at frame %d failed:\n%s", start, traceback.format_exc())
             dst.fill(0.0)
@@ -593,10 +596,19 @@ class EngineCore:
         self._ask_senders.extend(senders)
 
     def _start_prepare(self) -> None:
-        nodes, outputs = self._snapshot()
         fade = self._ask_fade
         self._job = (self._tv, fade, self._ask_senders)
         self._asked, self._ask_fade, self._ask_senders = False, 0, []
+        self._submit_prepare(fade)
+
+    def _start_rebalance(self) -> None:
+        """Have the worker pool divide the same patch again (it measured its costs)."""
+        self.renderer.rebalance_wanted = False
+        self._job = (None, 0, [])
+        self._submit_prepare(0)
+
+    def _submit_prepare(self, fade: int) -> None:
+        nodes, outputs = self._snapshot()
         if self._preparer is None:
             self._preparer = _Preparer(self.wake, self._nice)
         preparer, renderer = self._preparer, self.renderer
@@ -615,6 +627,10 @@ class EngineCore:
         self._preparer.result = None
         tv, fade, senders = self._job
         self._job = None
+        if tv is None:  # the same patch divided again: dropped if it changed meanwhile
+            if error is None:
+                self.renderer.apply(plan, redo=False)
+            return
         if tv <= self._rtv:
             return  # a change applied at once (a tag, a panic) took the table since
         if error is not None:

@@ -21,7 +21,9 @@ plain block ``b"B"`` + frames and block number):
 - ``("B", frames, sets, events, number)``: apply ``sets`` (``(id, name, value,
   ramp)``), render the body with its in-block ``events``, write its columns
   and its flag; with a tail, wait for the others' flags and render the tail;
-  reply ``b"K"``, or ``("K", faults, ready)`` when a module was muted;
+  reply ``b"K"``, or ``("K", faults, ready, costs)`` when a module was muted
+  or every half second with what each module type cost (``{type name:
+  (seconds, instance-frames)}``, see :meth:`Renderer.take_costs`);
 - ``("U", body, tail, imports, place, states, types, revived)``: load the
   module classes ``types`` (``{name: /type/define blob}``), unmute
   ``revived``, replace both renderers' patches (``body``/``tail``: ``(nodes,
@@ -30,7 +32,7 @@ plain block ``b"B"`` + frames and block number):
   ``place``: ``(its slot, the slots its tail waits for)``; reply ``b"K"``;
 - ``("V", body, tail, imports, place, types, revived)``: as ``"U"``, but
   build the patch on a thread while blocks go on (no reply); the first block
-  reply once it is built is ``b"k"`` (or ``("K", faults, True)``), and a
+  reply once it is built is ``b"k"`` (or ``("K", faults, True, costs)``), and a
   block request with a sixth item, the ``states`` of modules moved here,
   switches to it;
 - ``("X", ids)``: reply the state of these modules (they are moving away);
@@ -59,6 +61,8 @@ __all__ = ["main"]
 _BLOCK = struct.Struct("<II")  # frames, block number
 #: Seconds a tail waits for the other workers' bodies (less than the engine's deadline).
 _TAIL_PATIENCE = 0.15
+#: Seconds between two reports of what each module type costs.
+_COST_SECONDS = 0.5
 
 
 def summed(outputs: list) -> list:
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     flags = np.ndarray((cfg["max_workers"],), dtype=np.int64, buffer=shared_map, offset=bus_bytes)
 
     from ..errors import JupysynthError
-    from ..graph import register_type
+    from ..graph import module_types, register_type
     from ..kernels import bus as bus_kernels
     from ..kernels.bus import column_runs, copy_runs
     from ..renderer import Renderer
@@ -149,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     copy_runs(0, shared, column_runs([0], [0]), shared)
     body = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
     tail = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
+    # each type's cost, measured here and sent to the engine every half second: how it
+    # divides the patch (a cell module's sample() may cost 1 or 600 built-in kernels)
+    body.r.timing = tail.r.timing = True
+    cost_every = max(1, int(_COST_SECONDS * sr / bs))
+    internal = {n for n, cls in module_types().items() if getattr(cls, "internal", False)}
     pending: dict | None = None  # a patch being prepared ("V"), and its plans once built
     state: dict[str, Any] = {
         "imports": np.zeros(0, dtype=np.int64),  # shared columns the tail reads
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "slot": 0,  # this worker's flag
         "waits": [],  # the flags its tail waits for
         "ring": [],  # the slots whose tails read this worker's voices
+        "blocks": 0,  # blocks since the costs were last sent
     }
     doorbells = cfg["doorbells"]  # one eventfd per slot
 
@@ -286,12 +296,25 @@ def main(argv: list[str] | None = None) -> int:
             ready = False
             if pending is not None and not pending["told"] and pending.get("plans") is not None:
                 pending["told"] = ready = True
+            costs = None
+            state["blocks"] += 1
+            if state["blocks"] >= cost_every:
+                state["blocks"] = 0
+                costs = {}
+                for part in (body, tail):
+                    for name, (spent, frames) in part.r.take_costs().items():
+                        if name not in internal:
+                            was = costs.get(name, (0.0, 0))
+                            costs[name] = (was[0] + spent, was[1] + frames)
             count = len(body.r.faults) + len(tail.r.faults)
-            if count != state["faults_seen"]:  # faults are only ever added between patches
-                state["faults_seen"] = count
-                # a stand-in is named as its module: its NaN is that module's fault
-                faults = {**tail.r.faults, **body.r.faults}
-                wire.send(pickle.dumps(("K", faults, ready)))
+            report = count != state["faults_seen"]  # only ever added between patches
+            if report or costs:
+                faults = {}
+                if report:
+                    state["faults_seen"] = count
+                    # a stand-in is named as its module: its NaN is that module's fault
+                    faults = {**tail.r.faults, **body.r.faults}
+                wire.send(pickle.dumps(("K", faults, ready, costs)))
             else:
                 wire.send_small(b"k" if ready else b"K")
         elif kind == "U":

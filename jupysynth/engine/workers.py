@@ -61,7 +61,7 @@ from .. import kernels
 from ..errors import EngineError, PatchError
 from ..graph import NodeSpec, module_types
 from ..renderer import fade_plan
-from .split import Share, assign, import_type, owner_of
+from .split import NS_PER_UNIT, SPLIT_WEIGHT, Share, assign, import_type, owner_of, weight
 from .wire import Wire
 
 __all__ = ["CULPRIT_WINDOW", "MAX_OUTPUTS_PER_WORKER", "WORKER_DEADLINE", "PoolRenderer"]
@@ -75,6 +75,8 @@ WORKER_DEADLINE = 0.25
 #: Output channels one worker may feed (the patch's outputs, and voices its
 #: body hands to a tail on another worker).
 MAX_OUTPUTS_PER_WORKER = 4096
+#: Shortest time between two divisions of the patch for measured costs, in seconds.
+REBALANCE_SECONDS = 2.0
 #: Seconds within which a second worker death mutes the modules both workers held.
 CULPRIT_WINDOW = 30.0
 _START_TIMEOUT = 120.0
@@ -144,6 +146,7 @@ class _Layout:
         self.done: threading.Event | None = None
         self.revived: list[int] = []
         self.changed: set[tuple[int, int]] = set()
+        self.weights: dict[str, tuple[int, float]] = {}  # type -> (modules, weight) assumed
 
 
 class _Watched(dict):
@@ -231,6 +234,14 @@ class PoolRenderer:
         self._changed: set[tuple[int, str]] = set()  # values set since the last layout
         self.schedule = _Schedule(self)  # scope taps read outputs from the shared bus
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
+        # measured cost of each module type, in split.weight units (workers time their
+        # kernels); a layout that assumed far other weights is divided again
+        self.costs: dict[str, float] = {}
+        self._assumed: dict[str, tuple[int, float]] = {}  # the layout's (modules, weight)
+        self._rebalanced = 0.0  # monotonic time of the last division for measured costs
+        #: The engine should prepare the same patch again (:meth:`prepare`): measured
+        #: costs divide it differently.  The engine's block loop clears it.
+        self.rebalance_wanted = False
         # Workers are started by one long-lived thread: PR_SET_PDEATHSIG fires when
         # the thread that forked a child ends, so it must live as long as the engine.
         self._spawns: queue.Queue = queue.Queue()
@@ -552,7 +563,11 @@ class PoolRenderer:
         open_slots = [s for s, w in enumerate(self._slots) if w is not None]
         lay.slots = open_slots
         previous = {i: slots[0] for i, slots in self._holders.items()}
-        shares: dict[int, Share] = assign(live, open_slots, previous)
+        costs = dict(self.costs)
+        shares: dict[int, Share] = assign(live, open_slots, previous, costs=costs)
+        for spec in live.values():
+            n, w = lay.weights.get(spec.type, (0, 0.0))
+            lay.weights[spec.type] = (n + 1, w + weight(spec, costs))
         holders: dict[int, list[int]] = {}
         for slot in open_slots:
             for i in sorted(shares[slot].body | shares[slot].tail):
@@ -682,6 +697,7 @@ class PoolRenderer:
         self.nodes = lay.nodes
         self.outputs = lay.outputs
         self._fade = lay.fade
+        self._assumed = lay.weights
         self._holders = {
             i: [s for s in slots if self._slots[s] is not None] for i, slots in lay.holders.items()
         }
@@ -758,6 +774,33 @@ class PoolRenderer:
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]
         return True
+
+    def _note_costs(self, costs: dict[str, tuple[float, int]]) -> None:
+        """Take a worker's measured costs; ask for a new division if the layout is far off.
+
+        The layout is divided again when a type's measured weight is more than
+        twice or less than half of what the layout assumed, and that changes
+        the patch's weight by at least half of :data:`~.split.SPLIT_WEIGHT`
+        (at most every :data:`REBALANCE_SECONDS`).
+        """
+        for name, (spent, frames) in costs.items():
+            if frames > 0:
+                w = spent / frames * 1e9 / NS_PER_UNIT
+                old = self.costs.get(name)
+                self.costs[name] = w if old is None else 0.5 * (old + w)
+        if self._n < 2 or self._fade is not None or self.rebalance_wanted:
+            return
+        if time.monotonic() - self._rebalanced < REBALANCE_SECONDS:
+            return
+        for name in costs:
+            count, assumed = self._assumed.get(name, (0, 0.0))
+            now = count * self.costs.get(name, 0.0)
+            if count and (now > 2 * assumed or 2 * now < assumed):
+                if abs(now - assumed) >= SPLIT_WEIGHT / 2:
+                    self._rebalanced = time.monotonic()
+                    self.rebalance_wanted = True
+                    log.info("module costs measured (%s): dividing the patch again", name)
+                    return
 
     def _ready(self, slot: int) -> None:
         lay = self._preparing
@@ -867,6 +910,8 @@ class PoolRenderer:
                     self.disabled.update(i for i in faults if i in self.nodes)
                     if got[2]:
                         self._ready(slot)
+                    if got[3]:
+                        self._note_costs(got[3])
         if self._fade is None:
             _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
         else:

@@ -382,3 +382,93 @@ def test_a_crossfade_sounds_the_same_with_and_without_workers():
     assert np.array_equal(takes[0], takes[1])
     offline_a = js.render(a, 0.2, SR, BS)
     np.testing.assert_array_equal(takes[0][: int(0.1 * SR)], offline_a[: int(0.1 * SR)])
+
+
+class Partials(js.Module):
+    """A cell module that costs about 600 built-in kernel instances (16 sines a sample)."""
+
+    params = (js.Param("freq", 110.0, 1.0, 20000.0), js.Param("amp", 0.1, 0.0, 1.0))
+    sample_state = 1
+
+    @staticmethod
+    def sample(s, freq, amp):
+        s[0] = (s[0] + freq / 48000.0) % 1.0
+        acc = 0.0
+        for k in range(1, 17):
+            acc += math.sin(2.0 * math.pi * k * s[0]) / k
+        return amp * acc
+
+
+def partials_bank() -> js.Module:
+    # weighed by kind, 48 of them (and the Mix) stay under split.SPLIT_WEIGHT: whole
+    return js.Mix(*[Partials(freq=55 + 7 * i, amp=0.01) for i in range(48)])
+
+
+def test_measured_costs_divide_a_heavy_cell_module_bank_again_with_the_same_samples():
+    """The workers time their kernels; a bank far heavier than guessed is split, bit for bit."""
+    import threading
+
+    from jupysynth.engine.split import SPLIT_WEIGHT
+    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot, type_name
+
+    mix = partials_bank()
+    nodes, outputs = snapshot(mix)
+    ref = js.Renderer(nodes, outputs, SR, BS)
+    pool = PoolRenderer(SR, BS, 2)
+    got, want = [], []
+    try:
+        pool.define_type(type_name(Partials), dump_type(Partials))
+        pool.update(nodes, outputs)
+        before = {tuple(s) for s in pool._holders.values()}
+        box: dict = {}
+        for k in range(1200):
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+            if pool.rebalance_wanted and "thread" not in box:
+                pool.rebalance_wanted = False  # as the engine's block loop does
+                box["asked"] = k
+                box["thread"] = threading.Thread(
+                    target=lambda: box.setdefault("plan", pool.prepare(nodes, outputs))
+                )
+                box["thread"].start()
+            if "plan" in box and "applied" not in box:
+                assert pool.apply(box["plan"], redo=False)
+                box["applied"] = k
+        after = [s for i, s in pool._holders.items() if i in nodes and i != mix.id]
+        costs = dict(pool.costs)
+    finally:
+        pool.close()
+    assert len(before) == 1  # guessed light: on one worker
+    assert box["asked"] < 2 * SR / BS  # measured within a second or two
+    assert costs[type_name(Partials)] > 50  # each weighs more than 50 built-in instances
+    assert SPLIT_WEIGHT > 48 * 2 + 4  # what the guess made of it
+    per_slot = [sum(1 for s in after if s == [slot]) for slot in (0, 1)]
+    assert min(per_slot) >= 12, per_slot  # the voices on both workers
+    assert np.array_equal(np.concatenate(got), np.concatenate(want))
+    assert np.abs(np.concatenate(got)).max() > 0.05
+
+
+def _cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_engine_divides_a_bank_again_for_measured_costs_and_records_the_same_samples():
+    mix = partials_bank()
+    offline = js.render(mix, 2.0, SR, BS)
+    with Engine(headless=True, workers=2) as engine:
+        t = engine.time_of(engine.frame_at(time.time() + 0.5))
+        play(mix, engine, at=t)
+        live = engine.record(2.0, at=t)  # the division changes within it
+        pids = children_of(engine.pid)
+        used = {p: _cpu_seconds(p) for p in pids}
+        time.sleep(1.0)
+        used = sorted(_cpu_seconds(p) - used[p] for p in pids)
+        status = engine.status()
+    assert status["late"] == 0 and status["worker_restarts"] == 0
+    assert np.array_equal(live, offline)
+    # both workers render voices now (the spare idles): about 0.2 s of CPU each per second
+    assert used[-2] > 0.06, used

@@ -193,3 +193,19 @@ def test_a_mix_summed_by_chunks_gives_the_samples_of_the_mix():
         ref += js.render(s, 64 / 48000, 48000, 64)[:, 0].astype(np.float64)
     ref *= js.render(lfo + 1, 64 / 48000, 48000, 64)[:, 0].astype(np.float64)
     np.testing.assert_allclose(want[:, 0], ref, rtol=0, atol=np.abs(ref).max() * 2e-6)
+
+
+def test_measured_costs_weigh_a_type_and_decide_the_split():
+    _, voices, mix, master = voice_bank(24, shared_lfo=False)
+    nodes, _ = snapshot(master)
+    # guessed: 24 voices of 4 built-in modules stay under the threshold, whole
+    assert sum(weight(s) for s in nodes.values()) < SPLIT_WEIGHT
+    shares = assign(nodes, [0, 1])
+    assert not shares[0].body or not shares[1].body
+    # measured: a LowPass costs 20 units here, so the bank splits by voice
+    costs = {"LowPass": 20.0}
+    assert weight(nodes[voices[0].id], costs) == 20.0
+    assert weight(nodes[voices[0].input.id], costs) == weight(nodes[voices[0].input.id])
+    shares = assign(nodes, [0, 1], costs=costs)
+    assert shares[0].body and shares[1].body
+    assert sum(bool(sh.tail) for sh in shares.values()) == 1
