@@ -463,7 +463,9 @@ def rt03(patch: js.Module, seconds: float, blocksize: int = 128) -> dict[int, fl
     for workers in (1, 2):
         with Engine(headless=True, workers=workers, blocksize=blocksize) as engine:
             play(patch, engine)
-            time.sleep(1.0)  # the load average settles
+            # the load average settles, and the pool divides the patch again once it
+            # has measured what its modules cost (after half a second)
+            time.sleep(2.0)
             engine.status()  # resets the peak
             time.sleep(seconds)
             out[workers] = engine.status()["dsp_load"]
