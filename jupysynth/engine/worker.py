@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..kernels.bus import column_runs, copy_runs
     from ..renderer import Renderer
     from ..warmup import warmup
+    from .core import _normal_priority
     from .split import owner_of, warm_partials  # registers the stand-in types too
     from .typedefs import load_type
 
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             tail.r.faults.pop(i, None)
 
     def prepare(job: dict) -> None:
+        # this thread inherited the block loop's real-time priority: a compile (numba
+        # takes a second for a new cell type) must not take the core from block loops
+        _normal_priority(nice)
         (b_nodes, b_outs, _), (t_nodes, t_outs, _), _, _ = job["spec"]
         try:
             plans = (
@@ -239,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             except BlockingIOError:
                 pass
 
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
     _raise_priority()
     wire.send(b"R")
     while True:
