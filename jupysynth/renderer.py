@@ -439,7 +439,17 @@ class Renderer:
         )
 
     def _install(self, plan: Plan) -> None:
-        """Make ``plan`` the patch rendered: state of the modules that stay copied now."""
+        """Make ``plan`` the patch rendered: state of the modules that stay copied now.
+
+        A glide set for the next block (``set(..., ramp=True)``) still glides.
+        """
+        glides = [
+            (rt.group.ids[k], p.name, float(p.ramp_from[k]))
+            for rt in self._ramping
+            for p in rt.ramps
+            for k in range(rt.group.size)
+            if p.ramp_from[k] != p.vals[k]
+        ]
         for dst, src, ks, js in plan.carry:
             if ks is None:
                 dst[...] = src  # state shared by the group (a write position)
@@ -464,6 +474,8 @@ class Renderer:
         self._ramping = []  # the new runtimes start from their target values
         self._posts = [rt for rt in plan.runtimes if rt.post is not None]
         self._where = plan.where
+        for node_id, name, start in glides:
+            self._glide_from(node_id, name, start)
         self._processors = plan.processors
         self._left = plan.left
         self._right = plan.right
@@ -749,6 +761,22 @@ class Renderer:
         for node_id, name, value in late:
             self._keep_value(node_id, name, value)
         return True
+
+    def _glide_from(self, node_id: int, name: str, start: float) -> None:
+        """Have a number parameter glide from ``start`` to its value across the next block."""
+        placed = self._where.get(node_id)
+        if placed is None:
+            return
+        rt, k = placed
+        p = next((p for p in rt.params if p.name == name), None)
+        if p is None or p.binding.kind != "const":
+            return  # a signal there now: nothing to glide
+        if p.ramp_from is None:
+            p.ramp_from = p.vals.copy()
+            if not rt.ramps:
+                self._ramping.append(rt)
+            rt.ramps.append(p)
+        p.ramp_from[k] = start
 
     def _keep_value(self, node_id: int, name: str, value: Any) -> None:
         """Write a number set while the installed plan was prepared into its runtime."""

@@ -25,7 +25,10 @@ in between play the patch as it was, and the loop never waits for the worker
 (not even for a lock: a lower-priority thread holding one could be preempted).
 Changes arriving meanwhile wait for the next snapshot, so a burst of edits
 costs one or two prepares.  A ``/sync`` is answered once everything before it
-is installed.
+is installed.  The clock does not wait for a block to do this: a graph change
+or a ``/sync`` arriving, and a prepare finishing, ring :attr:`EngineCore.urgent`,
+and the driver, napping between blocks, calls :meth:`EngineCore.service`
+(module creation to ``/synced``: 5.3 ms -> 1.3-1.6 ms at block 128).
 
 A time-tagged change of the graph is applied on the block thread at its
 frame, exactly as before, because the frame is the point of a tag: the
@@ -103,6 +106,36 @@ def _normal_priority(nice: int | None) -> None:
             pass
 
 
+class Bell:
+    """A one-bit signal between threads, rung by any, awaited by one.
+
+    :meth:`wait` is one lock acquire with a timeout, as cheap as ``time.sleep``;
+    ``threading.Event.wait`` builds a waiter lock each call, which cost 1-2 % of a
+    core at the block loop's 375 naps a second.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held: not rung
+
+    def set(self) -> None:
+        """Ring (from any thread); ringing twice is ringing once."""
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # rung already
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def clear(self) -> None:
+        self._lock.acquire(blocking=False)
+
+    def wait(self, timeout: float) -> bool:
+        """Until rung or ``timeout`` seconds; True if rung (the ring is taken)."""
+        return self._lock.acquire(timeout=timeout)
+
+
 class _Preparer:
     """The core's worker thread: runs one job at a time, off the block thread.
 
@@ -111,7 +144,7 @@ class _Preparer:
     looks again.
     """
 
-    def __init__(self, wake: threading.Event, nice: int | None) -> None:
+    def __init__(self, wake: Callable[[], None], nice: int | None) -> None:
         self._cv = threading.Condition()
         self._jobs: deque[Callable[[], Any]] = deque()
         self._closed = False
@@ -148,7 +181,7 @@ class _Preparer:
                 job()
             finally:
                 sys.setswitchinterval(was)
-            self._wake.set()
+            self._wake()
 
 
 @dataclass
@@ -215,6 +248,9 @@ class EngineCore:
         self._zeros = np.zeros((self.blocksize, 2), dtype=np.float32)
         self.taps = Taps(self.blocksize)  # scope taps: written after each render while open
         self.wake = threading.Event()  # set on every submit: an idle clock may sleep on it
+        # set by a message that should not wait for the next block (a graph change, a
+        # /sync) and by a finished prepare: a playing clock naps on it, then calls service()
+        self.urgent = Bell()
         # -- changes of the graph prepared on the worker thread (see the module docstring)
         self._async = callable(getattr(self.renderer, "prepare", None)) and callable(
             getattr(self.renderer, "apply", None)
@@ -272,6 +308,8 @@ class EngineCore:
             raise EngineError(f"{MAX_PENDING} messages are already waiting; slow down or /panic")
         self._inbox.append((frame, next(self._seq), address, args, sender))
         self.wake.set()
+        if address != "/param/set":  # knobs at thousands a second wait for the block
+            self.urgent.set()
 
     def record(self, job: RecordJob) -> None:
         """Start filling ``job`` (from any thread); ``job.done`` is set when full."""
@@ -357,6 +395,42 @@ class EngineCore:
         self.frame = end
         if self._recording:
             self._capture(dst, start, end)
+
+    def service(self) -> None:
+        """Between two blocks, on the block thread: what need not wait for the next block.
+
+        Installs a prepared patch (and answers the ``/sync`` waiting for it), and
+        applies untagged messages that arrived, starting the prepare of a graph
+        change at once.  The next block would do the same at its start: nothing
+        renders in between, so the sound is the same, only sooner.  Left to the
+        block: a ``/panic``, a late tagged message, and anything when a tagged
+        message falls due in the next block (arrival order decides between them).
+        """
+        try:
+            if self._job is not None and self._preparer.result is not None:
+                self._finish_prepare()
+            if self._inbox and self._async and self.renderer.nodes:
+                self._drain(self.frame)
+                now = self._now
+                if (
+                    now
+                    and not self._carry
+                    and not (self._heap and self._heap[0][0] < self.frame + self.blocksize)
+                    and all(op[0] is None and op[2] != "/panic" for op in now)
+                ):
+                    self._now = []
+                    rebuild: list[Sender] = []
+                    for op in now:  # in arrival order, as at the start of a block
+                        if self._apply(op, True):
+                            self._tv += 1
+                            rebuild.append(op[4])
+                    if rebuild:
+                        self._ask(rebuild, self._fade)
+                    self._fade = 0
+            if self._job is None and self._asked:
+                self._start_prepare()
+        except Exception:  # noqa: BLE001 - the clock must go on whatever breaks
+            log.error("engine service at frame %d failed:\n%s", self.frame, traceback.format_exc())
 
     def _drain(self, start: int) -> None:
         inbox = self._inbox
@@ -595,6 +669,11 @@ class EngineCore:
         self._ask_fade = max(self._ask_fade, fade)
         self._ask_senders.extend(senders)
 
+    def _prepared(self) -> None:
+        """Called by the preparer with a result: wake the clock to install it."""
+        self.wake.set()
+        self.urgent.set()
+
     def _start_prepare(self) -> None:
         fade = self._ask_fade
         self._job = (self._tv, fade, self._ask_senders)
@@ -610,7 +689,7 @@ class EngineCore:
     def _submit_prepare(self, fade: int) -> None:
         nodes, outputs = self._snapshot()
         if self._preparer is None:
-            self._preparer = _Preparer(self.wake, self._nice)
+            self._preparer = _Preparer(self._prepared, self._nice)
         preparer, renderer = self._preparer, self.renderer
 
         def job() -> None:
@@ -683,7 +762,7 @@ class EngineCore:
             return  # refused at its frame, with the reason
         self._warmed[key] = cls
         if self._preparer is None:
-            self._preparer = _Preparer(self.wake, self._nice)
+            self._preparer = _Preparer(self._prepared, self._nice)
 
         def job() -> None:
             from ..renderer import warm_sample

@@ -298,6 +298,13 @@ class _Driver:
         if load > self._peak:
             self._peak = load
 
+    def _nap(self, seconds: float) -> None:
+        """Sleep until the next block is due, unless something should not wait for it:
+        a graph change, a ``/sync``, a prepared patch (see :meth:`EngineCore.service`)."""
+        core = self.core
+        if core.urgent.wait(seconds):
+            core.service()
+
     def _should_idle(self) -> bool:
         core = self.core
         if core.playing or core.pending():
@@ -365,7 +372,7 @@ class ClockDriver(_Driver):
                     self.xruns += 1
                     core.skip(due - core.frame)
                 continue
-            time.sleep(min(_IDLE_POLL, (core.frame - due) / self.sr + self._block_seconds / 4))
+            self._nap(min(_IDLE_POLL, (core.frame - due) / self.sr + self._block_seconds / 4))
 
     def _catch_up(self) -> None:
         # the idle clock of a headless engine is the same wall clock as when busy
@@ -516,7 +523,7 @@ class RingDriver(_Driver):
             self._poll_stats(now)
             # Sleep while the queue outlasts one device period, with a margin for waking
             # and rendering: each wake costs a system call, which is not free everywhere.
-            time.sleep(max(_MIN_SLEEP, (level - self.period) / self.sr - _MIN_SLEEP))
+            self._nap(max(_MIN_SLEEP, (level - self.period) / self.sr - _MIN_SLEEP))
 
     def _poll_stats(self, now: float) -> None:
         if now < self._stats_due:

@@ -431,3 +431,50 @@ def test_a_plan_gone_stale_on_the_worker_is_prepared_again(gated):
     assert bad.id in gated.core.renderer.disabled
     x = gated.block()
     assert np.isfinite(x).all() and 0.5 < np.abs(x).max() <= 0.6
+
+
+def test_service_between_blocks_prepares_installs_and_answers_without_a_block(gated):
+    """A playing clock calls service() when a graph change or a /sync arrives, and when a
+    prepare is done: the edit is heard from the next block and /sync answered before it."""
+    sine = js.Sine(freq=1000, amp=0.5)
+    gated.new(sine)
+    gated.block()
+    frame = gated.core.frame
+    assert gated.core.urgent.is_set()  # /module/new wakes a napping clock
+    gated.core.urgent.clear()
+    gated.send("/param/set", sine.id, "amp", 0.25)
+    assert not gated.core.urgent.is_set()  # a knob waits for the block
+    saw = js.Saw(freq=220, amp=0.1)
+    gated.new(saw)
+    gated.send("/sync", 7)
+    assert gated.core.urgent.is_set()
+    gated.core.service()  # applied to the table, prepared on the worker at once
+    assert saw.id in gated.core.table.nodes and gated.core._job is not None
+    assert gated.built.wait(10)
+    for _ in range(10_000):  # the worker's result wakes the clock too
+        if gated.core.urgent.is_set() and gated.core._preparer.result is not None:
+            break
+        time.sleep(0.001)
+    gated.core.service()
+    assert saw.id in gated.core.renderer.nodes and [r[2] for r in gated.replies] == [(7,)]
+    assert gated.core.frame == frame and gated.prepared == 1  # no block rendered meanwhile
+    # the next block sounds as the same changes applied at its start would
+    x = gated.block()[:, 0]
+    ref = js.Renderer(*snapshot(sine), SR, BS)
+    ref.process(BS)
+    ref.update(*snapshot([sine, saw]))
+    ref.set(sine.id, "amp", 0.25, ramp=True)
+    ref_x = ref.process(BS)[:, 0]
+    np.testing.assert_allclose(x, ref_x, atol=1e-6)
+    assert gated.errors == []
+
+
+def test_service_leaves_a_panic_and_a_tagged_message_due_now_to_the_block(gated):
+    sine = js.Sine(freq=1000, amp=0.5)
+    gated.new(sine)
+    gated.block()
+    gated.send("/panic")
+    gated.core.service()
+    assert sine.id in gated.core.table.nodes  # the block applies it, at its first frame
+    gated.block()
+    assert not gated.core.table.nodes
