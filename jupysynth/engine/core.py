@@ -665,6 +665,11 @@ class EngineCore:
 
     def _ask(self, senders: list[Sender], fade: int) -> None:
         """Have the table prepared on the worker thread after this block."""
+        if self._job is not None and self._job[0] is None:
+            # a division for measured costs under way: the edit comes first
+            abandon = getattr(self.renderer, "abandon_prepare", None)
+            if abandon is not None:
+                abandon()
         self._asked = True
         self._ask_fade = max(self._ask_fade, fade)
         self._ask_senders.extend(senders)

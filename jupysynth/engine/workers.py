@@ -147,6 +147,7 @@ class _Layout:
         self.revived: list[int] = []
         self.changed: set[tuple[int, int]] = set()
         self.weights: dict[str, tuple[int, float]] = {}  # type -> (modules, weight) assumed
+        self.abandoned = False  # an edit came: stop waiting for this one (a rebalance)
 
 
 class _Watched(dict):
@@ -753,11 +754,22 @@ class PoolRenderer:
         self._preparing = lay
         deadline = time.monotonic() + _START_TIMEOUT
         while not lay.done.wait(0.05):
-            if self._generation != generation or time.monotonic() > deadline:
+            if self._generation != generation or time.monotonic() > deadline or lay.abandoned:
                 break
         if self._preparing is lay:
             self._preparing = None
         return lay
+
+    def abandon_prepare(self) -> None:
+        """Stop waiting for the division being prepared (:meth:`prepare` returns it unready).
+
+        The engine abandons a division for measured costs when an edit arrives:
+        on a loaded machine the workers may take seconds to build it, and the
+        edit would wait for that.  The edit's own layout uses the costs anyway.
+        """
+        lay = self._preparing
+        if lay is not None:
+            lay.abandoned = True
 
     def apply(self, plan: _Layout, redo: bool = True) -> bool:
         """Switch to a prepared patch with the next block (see :meth:`prepare`)."""

@@ -472,3 +472,44 @@ def test_the_engine_divides_a_bank_again_for_measured_costs_and_records_the_same
     assert np.array_equal(live, offline)
     # both workers render voices now (the spare idles): about 0.2 s of CPU each per second
     assert used[-2] > 0.06, used
+
+
+def test_a_division_for_measured_costs_gives_way_to_an_edit():
+    """abandon_prepare(): the engine stops waiting for a rebalance when an edit arrives."""
+    import threading
+
+    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot, type_name
+
+    mix = partials_bank()
+    nodes, outputs = snapshot(mix)
+    ref = js.Renderer(nodes, outputs, SR, BS)
+    pool = PoolRenderer(SR, BS, 2)
+    got, want = [], []
+    try:
+        pool.define_type(type_name(Partials), dump_type(Partials))
+        pool.update(nodes, outputs)
+        for _ in range(2 * SR // BS):
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+            if pool.rebalance_wanted:
+                break
+        assert pool.rebalance_wanted
+        box: dict = {}
+        thread = threading.Thread(
+            target=lambda: box.setdefault("plan", pool.prepare(nodes, outputs))
+        )
+        thread.start()
+        while pool._preparing is None:
+            time.sleep(0.001)
+        pool.abandon_prepare()  # before a single block: the workers cannot be ready
+        thread.join(1.0)
+        assert not thread.is_alive()
+        assert not pool.apply(box["plan"], redo=False)  # dropped, the old division plays on
+        for _ in range(20):
+            got.append(pool.process(BS).copy())
+            want.append(ref.process(BS).copy())
+    finally:
+        pool.close()
+    assert np.array_equal(np.concatenate(got), np.concatenate(want))
