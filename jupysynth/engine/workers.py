@@ -59,7 +59,7 @@ import numpy as np
 
 from .. import kernels
 from ..errors import EngineError, PatchError
-from ..graph import NodeSpec, module_types
+from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, NodeSpec, module_types
 from ..renderer import fade_plan
 from .split import NS_PER_UNIT, SPLIT_WEIGHT, Share, assign, import_type, owner_of, weight
 from .wire import Wire
@@ -567,8 +567,9 @@ class PoolRenderer:
         costs = dict(self.costs)
         shares: dict[int, Share] = assign(live, open_slots, previous, costs=costs)
         for spec in live.values():
-            n, w = lay.weights.get(spec.type, (0, 0.0))
-            lay.weights[spec.type] = (n + 1, w + weight(spec, costs))
+            if spec.kernel in (PYTHON_KERNEL, SAMPLE_KERNEL):  # see _note_costs
+                n, w = lay.weights.get(spec.type, (0, 0.0))
+                lay.weights[spec.type] = (n + 1, w + weight(spec, costs))
         holders: dict[int, list[int]] = {}
         for slot in open_slots:
             for i in sorted(shares[slot].body | shares[slot].tail):
@@ -793,7 +794,11 @@ class PoolRenderer:
         The layout is divided again when a type's measured weight is more than
         twice or less than half of what the layout assumed, and that changes
         the patch's weight by at least half of :data:`~.split.SPLIT_WEIGHT`
-        (at most every :data:`REBALANCE_SECONDS`).
+        (at most every :data:`REBALANCE_SECONDS`).  Only types written in a
+        cell count here: their guessed weight can be off a hundredfold, while
+        a built-in one is off by at most a few times, and its measurement
+        moves that much with the machine's load (a P3 bank was divided again
+        every two seconds).  Every layout made for an edit uses all costs.
         """
         for name, (spent, frames) in costs.items():
             if frames > 0:
