@@ -620,11 +620,7 @@ class Renderer:
             self._compile()
             return
         if ramp and p.binding.kind == "const":
-            if p.ramp_from is None:
-                p.ramp_from = p.vals.copy()
-                if not rt.ramps:
-                    self._ramping.append(rt)
-                rt.ramps.append(p)
+            self._glide(rt, p)
             p.vals[k] = value
             return
         p.vals[k] = value
@@ -771,12 +767,16 @@ class Renderer:
         p = next((p for p in rt.params if p.name == name), None)
         if p is None or p.binding.kind != "const":
             return  # a signal there now: nothing to glide
+        self._glide(rt, p)
+        p.ramp_from[k] = start
+
+    def _glide(self, rt: _Runtime, p: _Param) -> None:
+        """Have ``p`` glide across the next block, from its values as they are now."""
         if p.ramp_from is None:
             p.ramp_from = p.vals.copy()
             if not rt.ramps:
                 self._ramping.append(rt)
             rt.ramps.append(p)
-        p.ramp_from[k] = start
 
     def _keep_value(self, node_id: int, name: str, value: Any) -> None:
         """Write a number set while the installed plan was prepared into its runtime."""
