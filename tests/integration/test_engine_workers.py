@@ -404,23 +404,34 @@ def partials_bank() -> js.Module:
     return js.Mix(*[Partials(freq=55 + 7 * i, amp=0.01) for i in range(48)])
 
 
+def partials_pool(mix: js.Module):
+    """``(nodes, outputs, reference renderer, 2-worker pool playing mix)``."""
+    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot, type_name
+
+    nodes, outputs = snapshot(mix)
+    pool = PoolRenderer(SR, BS, 2)
+    try:
+        pool.define_type(type_name(Partials), dump_type(Partials))
+        pool.update(nodes, outputs)
+    except BaseException:
+        pool.close()
+        raise
+    return nodes, outputs, js.Renderer(nodes, outputs, SR, BS), pool
+
+
 def test_measured_costs_divide_a_heavy_cell_module_bank_again_with_the_same_samples():
     """The workers time their kernels; a bank far heavier than guessed is split, bit for bit."""
     import threading
 
     from jupysynth.engine.split import SPLIT_WEIGHT
-    from jupysynth.engine.typedefs import dump_type
-    from jupysynth.engine.workers import PoolRenderer
-    from jupysynth.graph import snapshot, type_name
+    from jupysynth.graph import type_name
 
     mix = partials_bank()
-    nodes, outputs = snapshot(mix)
-    ref = js.Renderer(nodes, outputs, SR, BS)
-    pool = PoolRenderer(SR, BS, 2)
+    nodes, outputs, ref, pool = partials_pool(mix)
     got, want = [], []
     try:
-        pool.define_type(type_name(Partials), dump_type(Partials))
-        pool.update(nodes, outputs)
         before = {tuple(s) for s in pool._holders.values()}
         box: dict = {}
         for k in range(1200):
@@ -478,18 +489,9 @@ def test_a_division_for_measured_costs_gives_way_to_an_edit():
     """abandon_prepare(): the engine stops waiting for a rebalance when an edit arrives."""
     import threading
 
-    from jupysynth.engine.typedefs import dump_type
-    from jupysynth.engine.workers import PoolRenderer
-    from jupysynth.graph import snapshot, type_name
-
-    mix = partials_bank()
-    nodes, outputs = snapshot(mix)
-    ref = js.Renderer(nodes, outputs, SR, BS)
-    pool = PoolRenderer(SR, BS, 2)
+    nodes, outputs, ref, pool = partials_pool(partials_bank())
     got, want = [], []
     try:
-        pool.define_type(type_name(Partials), dump_type(Partials))
-        pool.update(nodes, outputs)
         for _ in range(2 * SR // BS):
             got.append(pool.process(BS).copy())
             want.append(ref.process(BS).copy())
