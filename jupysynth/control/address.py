@@ -123,6 +123,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ADDRESSES",
+    "PUBLIC",
     "PUSHES",
     "REPLIES",
     "STATUS_FIELDS",
@@ -158,7 +159,9 @@ class Address:
     group that may follow any number of times (``/mix/inputs``);
     ``any_args`` accepts anything (``/ping``).  ``timed`` says whether the
     message goes through the engine's clock (applied at a block or a tagged
-    sample) or is answered as soon as it arrives.
+    sample) or is answered as soon as it arrives.  ``public`` says whether the
+    opt-in public UDP port accepts it (see :data:`PUBLIC`); every address is
+    open on the owner's channel.
     """
 
     path: str
@@ -168,6 +171,7 @@ class Address:
     repeat: tuple[Arg, ...] = ()
     any_args: bool = False
     timed: bool = True
+    public: bool = False
 
     def signature(self) -> str:
         """The address with its arguments, as in the docs: ``/out/add <id:i> [<port:i>]``."""
@@ -209,6 +213,7 @@ ADDRESSES: dict[str, Address] = {
             "/param/set",
             "set a parameter to a number (disconnects a signal)",
             _a("id:i", "name:s", "value:f"),
+            public=True,
         ),
         Address(
             "/param/connect",
@@ -226,8 +231,11 @@ ADDRESSES: dict[str, Address] = {
             "add a module (every channel, or one port) to the stereo output",
             _a("id:i"),
             optional=_a("port:i"),
+            public=True,
         ),
-        Address("/out/remove", "take every channel of a module off the output", _a("id:i")),
+        Address(
+            "/out/remove", "take every channel of a module off the output", _a("id:i"), public=True
+        ),
         Address(
             "/fade",
             "crossfade the graph changes at this frame: outputs removed fade out (their "
@@ -240,23 +248,29 @@ ADDRESSES: dict[str, Address] = {
             "output and scheduled message",
         ),
         Address(
-            "/sync", "reply /synced once every message received before it is applied", _a("token:i")
+            "/sync",
+            "reply /synced once every message received before it is applied",
+            _a("token:i"),
+            public=True,
         ),
-        Address("/status", "reply /status/reply with the engine's state", timed=False),
+        Address(
+            "/status", "reply /status/reply with the engine's state", timed=False, public=True
+        ),
         Address(
             "/tap/open",
-            "after each block, copy output `port` of module `module` into the shared-memory "
-            "ring `shm_name` (see Scope taps), as tap `id`",
-            _a("id:i", "module:i", "port:i", "shm_name:s"),
+            "create a shared-memory ring of `frames` frames, reply /tap/opened with its name, "
+            "and after each block copy output `port` of module `module` into it (see Scope "
+            "taps), as tap `id`",
+            _a("id:i", "module:i", "port:i", "frames:i"),
         ),
-        Address("/tap/close", "stop writing tap `id` and let go of its ring", _a("id:i")),
-        Address("/ping", "reply /pong with the same arguments", any_args=True, timed=False),
+        Address("/tap/close", "stop writing tap `id` and remove its ring", _a("id:i")),
+        Address(
+            "/ping", "reply /pong with the same arguments", any_args=True, timed=False, public=True
+        ),
         Address(
             "/notify",
-            "1: send the pushes (/fault, /fault/cleared) to the sender, or to the sender's "
-            "host at `port`; 0: stop",
+            "1: send the pushes (/fault, /fault/cleared) to the sender; 0: stop",
             _a("on:i"),
-            optional=_a("port:i"),
             timed=False,
         ),
     )
@@ -273,6 +287,11 @@ REPLIES: dict[str, Address] = {
         Address("/pong", "the arguments of the /ping", any_args=True),
         Address("/synced", "every message received before /sync has been applied", _a("token:i")),
         Address("/status/reply", "the engine's state, one argument per STATUS_FIELDS entry"),
+        Address(
+            "/tap/opened",
+            "tap `id` is open: its ring is the shared-memory segment `shm_name`",
+            _a("id:i", "shm_name:s"),
+        ),
     )
 }
 
@@ -291,6 +310,11 @@ PUSHES: dict[str, Address] = {
         ),
     )
 }
+
+#: The addresses the opt-in public UDP port accepts: playing and stopping what the
+#: owner built, knobs, the engine's state.  Nothing here runs code, reads audio,
+#: creates modules or touches a file.
+PUBLIC: frozenset[str] = frozenset(p for p, a in ADDRESSES.items() if a.public)
 
 #: ``/status/reply`` arguments, in order: (name, OSC type, meaning).
 STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> from jupysynth.control import Client
->>> client = Client(port=57120)                                # doctest: +SKIP
+>>> client = Client(path=engine.socket_path)                   # doctest: +SKIP
 >>> client.send("/module/new", 1, "Sine", '{"values": {"freq": 440}}')   # doctest: +SKIP
 >>> client.send("/out/add", 1)                                 # doctest: +SKIP
 >>> client.status()["dsp_load"]                                # doctest: +SKIP
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import EngineError
+from . import local
 from .address import ADDRESSES, STATUS_FIELDS, Address, OscArgError
 from .packets import (
     IMMEDIATELY,
@@ -117,12 +118,18 @@ class Client:
     Parameters
     ----------
     host : str
-        The engine's address.
+        The engine's public port's address (with ``port``).
     port : int
-        The engine's OSC port.
+        The engine's public OSC port, which accepts only
+        :data:`~.address.PUBLIC` (knobs, play and stop, status).
     on_error : callable, optional
         Called as ``on_error(address, message)`` from the receiving thread for
         every ``/error`` reply; the errors are also kept in :attr:`errors`.
+    path : str, optional
+        The engine's private socket (``engine.socket_path``): the owner's
+        channel, which carries every address.  Given, ``host`` and ``port``
+        are not used.  Replies come back to a socket of this client's in the
+        same private directory, and only datagrams from this user are read.
 
     Attributes
     ----------
@@ -137,7 +144,7 @@ class Client:
 
     Notes
     -----
-    One UDP socket sends and receives, so the engine's replies (``/pong``,
+    One socket sends and receives, so the engine's replies (``/pong``,
     ``/status/reply``, ``/synced``, ``/error``) and pushes come back to this client only.
     """
 
@@ -146,15 +153,24 @@ class Client:
         host: str = "127.0.0.1",
         port: int = 57120,
         on_error: Callable[[str, str], None] | None = None,
+        *,
+        path: str | None = None,
     ) -> None:
-        self.address = (host, int(port))
         self.on_error = on_error
         self.on_fault: Callable[[int, Fault | None], None] | None = None
         self.faults: dict[int, Fault] = {}
         #: ``(address, message)`` of recent ``/error`` replies, oldest first.
         self.errors: deque[tuple[str, str]] = deque(maxlen=1000)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1" if host in ("127.0.0.1", "localhost") else "", 0))
+        self.address: str | tuple[str, int]
+        self._path: str | None = None  # this client's own socket, removed on close
+        if path is not None:
+            self.address = path
+            self._path = local.client_path()
+            self.sock = local.bind(self._path)
+        else:
+            self.address = (host, int(port))
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(("127.0.0.1" if host in ("127.0.0.1", "localhost") else "", 0))
         self.sock.settimeout(0.2)
         self._replies: dict[tuple[str, object], tuple] = {}
         self._cond = threading.Condition()
@@ -207,8 +223,20 @@ class Client:
         self.send_raw(encode_bundle(messages, tag))
 
     def send_raw(self, data: bytes) -> None:
-        """Send a datagram as is (tests, fuzzing)."""
-        self.sock.sendto(data, self.address)
+        """Send a datagram as is (tests, fuzzing).
+
+        Raises
+        ------
+        jupysynth.errors.EngineError
+            If the engine's socket is gone (the engine stopped).
+        """
+        try:
+            self.sock.sendto(data, self.address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise EngineError(
+                f"the engine's socket {self.address} is gone: the engine stopped; "
+                "start it again (engine.start(), or %synth restart)"
+            ) from None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -261,6 +289,15 @@ class Client:
         self._wait(("/synced", token), timeout, "/sync")
         return self.take_errors()
 
+    def take_reply(self, address: str, key: object) -> tuple | None:
+        """The arguments of a keyed reply already received (``/tap/opened``), once; else None.
+
+        A reply sent while the engine applied a message arrives before the
+        ``/synced`` of a later :meth:`sync`: call this after it.
+        """
+        with self._cond:
+            return self._replies.pop((address, key), None)
+
     def take_errors(self) -> list[tuple[str, str]]:
         """Return and forget the errors received so far."""
         with self._cond:
@@ -270,12 +307,13 @@ class Client:
 
     def _wait(self, key: tuple[str, object], timeout: float, what: str) -> tuple:
         deadline = time.monotonic() + timeout
+        where = self.address if isinstance(self.address, str) else "%s:%d" % self.address
         with self._cond:
             while key not in self._replies:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._running:
                     raise EngineError(
-                        f"the engine at {self.address[0]}:{self.address[1]} did not answer {what} "
+                        f"the engine at {where} did not answer {what} "
                         f"within {timeout:g} s; is it running? (engine.status(), or restart it)"
                     )
                 self._cond.wait(left)
@@ -284,9 +322,16 @@ class Client:
     # -- receiving -------------------------------------------------------------------------
 
     def _receive(self) -> None:
+        buf = bytearray(local.MAX_DATAGRAM)
         while self._running:
             try:
-                data, _ = self.sock.recvfrom(65536)
+                if self._path is not None:
+                    got = local.receive(self.sock, buf)
+                    if got is None:
+                        continue  # not from this user: dropped unread
+                    data = got[0]
+                else:
+                    data, _ = self.sock.recvfrom(65536)
             except TimeoutError:
                 continue
             except OSError:
@@ -316,7 +361,7 @@ class Client:
                 except Exception:  # noqa: BLE001 - a user callback must not kill the receiver
                     pass
             return
-        if address in ("/pong", "/synced"):
+        if address in ("/pong", "/synced", "/tap/opened"):
             key: tuple[str, object] = (address, args[0] if args else None)
         elif address == "/status/reply":
             key = (address, None)
@@ -354,6 +399,11 @@ class Client:
             pass
         self._thread.join(1.0)
         self.sock.close()
+        if self._path is not None:
+            try:
+                os.unlink(self._path)
+            except FileNotFoundError:
+                pass
         with self._cond:
             self._cond.notify_all()
 

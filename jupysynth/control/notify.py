@@ -42,7 +42,8 @@ MAX_CREATORS = 100_000
 #: Characters of a fault's message pushed: its end, where a traceback names the exception.
 MAX_MESSAGE = 4000
 
-Sender = tuple[str, int]
+#: A client: the path of its Unix socket, or a UDP (host, port).
+Sender = str | tuple[str, int]
 #: ``(to, address, args, types)``: one datagram to send.
 Push = tuple[Sender, str, tuple, str]
 
@@ -86,22 +87,19 @@ class Notifier:
 
     # -- from the OSC server thread ----------------------------------------------------------
 
-    def notify(self, sender: Sender, on: int, port: int | None = None) -> None:
-        """Handle ``/notify <on> [<port>]`` from ``sender``.
+    def notify(self, sender: Sender, on: int) -> None:
+        """Handle ``/notify <on>`` from ``sender``: subscribe it (1) or not (0).
 
-        Subscribing again is harmless and sends the current faults again.
+        Subscribing again is harmless and sends the current faults again.  The
+        pushes go to the sender itself, never to an address it names: a client
+        cannot point them at another program (or another engine).
 
         Raises
         ------
         ValueError
-            For a port out of range or too many subscribers (the sender gets ``/error``).
+            For too many subscribers (the sender gets ``/error``).
         """
-        if port is not None and not 1 <= port <= 65535:
-            raise ValueError(
-                f"/notify: port {port} is out of range; use 1 to 65535, or leave it out "
-                "to hear the pushes on the port you send from"
-            )
-        to = (sender[0], sender[1] if port is None else port)
+        to = sender
         with self._lock:
             if not on:
                 if to in self._subscribers:

@@ -1,13 +1,25 @@
-"""The engine-side OSC server: a UDP socket read by one thread of the engine process.
+"""The engine-side OSC server: the owner's Unix socket, and an opt-in public UDP port.
 
-It decodes each datagram (:mod:`.packets`), checks every message against the
-address space (:mod:`.address`), answers ``/ping``, ``/status`` and ``/notify``
-itself and hands every other message, with its time tag, to the engine.  It
-tells its :class:`~.notify.Notifier` who created which module and who
-subscribed; :meth:`OscServer.push` sends what the notifier finds.  Whatever
-arrives -- malformed bytes, unknown addresses, wrong types, values the engine
-refuses -- the sender gets an ``/error`` reply, the engine log a line (at
-most a few per second), and the thread goes on reading.
+Two sockets, each read by a thread of the engine process:
+
+- **the owner's channel** (:mod:`.local`): a Unix datagram socket in a
+  directory only the user can enter, which drops every datagram whose sender
+  is another uid before reading it.  It carries the whole address space: the
+  kernel's ``/type/define`` (code), ``/tap/open`` (shared memory), ``/notify``.
+- **the public port** (``Engine(port=...)``, off by default): UDP, for
+  ``oscsend``, phone apps and other programs.  It accepts only
+  :data:`~.address.PUBLIC` (knobs, play and stop of modules the owner made,
+  status, ping, sync); any other address is refused with ``/error`` before
+  its arguments are looked at.
+
+Each datagram is decoded (:mod:`.packets`), every message checked against the
+address space (:mod:`.address`); ``/ping``, ``/status`` and ``/notify`` are
+answered here and every other message goes, with its time tag, to the engine.
+Whatever arrives -- malformed bytes, unknown addresses, wrong types, values
+the engine refuses -- the sender gets an ``/error`` reply, the engine log a
+line (at most a few per second), and the thread goes on reading.  A message
+at a reply's or a push's address (``/error``, ``/fault``...) is never
+answered: two engines told of each other cannot play ping-pong.
 
 python-osc's own ``ThreadingOSCUDPServer`` is not used because its
 dispatcher *sleeps* in the receiving thread until a bundle's time tag is due;
@@ -18,12 +30,14 @@ sample clock.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .address import ADDRESSES, OscArgError, check_args
+from . import local
+from .address import ADDRESSES, PUBLIC, PUSHES, REPLIES, OscArgError, check_args
 from .notify import Notifier, Push
 from .packets import PacketError, decode_packet, encode_message
 
@@ -31,14 +45,17 @@ __all__ = ["OscServer", "Sender"]
 
 log = logging.getLogger("jupysynth.engine.osc")
 
-Sender = tuple[str, int]
+#: A reply address: the path of a client's Unix socket, or a UDP (host, port).
+Sender = str | tuple[str, int]
 
-#: Largest datagram read; UDP cannot carry more.
+#: Largest UDP datagram read; UDP cannot carry more.
 MAX_DATAGRAM = 65536
+#: Addresses the engine sends: arriving, they are dropped unanswered.
+_NEVER_ANSWERED = frozenset(REPLIES) | frozenset(PUSHES)
 
 
 class OscServer:
-    """Receive OSC over UDP in a thread and pass messages to the engine.
+    """Receive OSC on the owner's socket (and the public port) and pass messages to the engine.
 
     Parameters
     ----------
@@ -49,48 +66,62 @@ class OscServer:
         becomes an ``/error`` reply carrying its message.
     status : callable
         Returns the ``/status/reply`` arguments and their type tags.
+    path : str, optional
+        Where the owner's socket listens; default :func:`.local.engine_path`.
+    port : int or None
+        The public UDP port: None (the default) opens none, 0 picks a free one
+        (see :attr:`port`).
     host : str
-        Interface to listen on; ``127.0.0.1`` keeps the synth private to this machine.
-    port : int
-        UDP port; 0 picks a free one (see :attr:`port`).
+        Interface of the public port; ``127.0.0.1`` keeps it to this machine.
     notifier : Notifier, optional
         Where ``/notify`` subscriptions and module creators are kept; a new one by default.
 
     Raises
     ------
+    jupysynth.errors.EngineError
+        If the owner's socket cannot be made (the message says why).
     OSError
-        If the port cannot be bound (the message names host and port).
+        If the public port cannot be bound (the message names host and port).
     """
 
     def __init__(
         self,
         on_message: Callable[[int | None, str, tuple, Sender], None],
         status: Callable[[], tuple[Sequence[object], str]],
+        path: str | None = None,
+        port: int | None = None,
         host: str = "127.0.0.1",
-        port: int = 0,
         notifier: Notifier | None = None,
     ) -> None:
         self._on_message = on_message
         self._status = status
         self.notifier = notifier if notifier is not None else Notifier()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # a burst of messages must wait in the kernel while the engine renders a block
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        try:
-            self.sock.bind((host, port))
-        except OSError as exc:
-            self.sock.close()
-            raise OSError(
-                exc.errno,
-                f"cannot listen for OSC on {host}:{port} ({exc.strerror}); "
-                "pass port=0 to pick a free port",
-            ) from None
-        self.sock.settimeout(0.25)  # how often the thread notices close()
-        self.host, self.port = self.sock.getsockname()[:2]
+        self.path = path or local.engine_path()
+        self.local = local.bind(self.path)
+        self.local.settimeout(0.25)  # how often the thread notices close()
+        self.udp: socket.socket | None = None
+        self.host: str | None = None
+        self.port: int | None = None
+        if port is not None:
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # a burst of messages must wait in the kernel while the engine renders a block
+            self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            try:
+                self.udp.bind((host, port))
+            except OSError as exc:
+                self.close()
+                raise OSError(
+                    exc.errno,
+                    f"cannot listen for OSC on {host}:{port} ({exc.strerror}); "
+                    "pass port=0 to pick a free port",
+                ) from None
+            self.udp.settimeout(0.25)
+            self.host, self.port = self.udp.getsockname()[:2]
         self.messages = 0
         self.errors = 0
+        self.refused = 0  # public-port messages at an owner-only address
         self._running = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._send_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._log_window = 0.0
@@ -100,28 +131,33 @@ class OscServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> OscServer:
-        """Start the receiving thread."""
+        """Start the receiving threads."""
         self._running = True
-        self._thread = threading.Thread(target=self._serve, name="jupysynth-osc", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._serve_local, name="jupysynth-osc", daemon=True)
+        ]
+        if self.udp is not None:
+            self._threads.append(
+                threading.Thread(target=self._serve_udp, name="jupysynth-osc-udp", daemon=True)
+            )
+        for t in self._threads:
+            t.start()
         return self
 
     def close(self) -> None:
-        """Stop the thread and close the socket (idempotent)."""
+        """Stop the threads, close the sockets, remove the owner's socket (idempotent)."""
         self._running = False
-        if self._thread is not None:
-            # wake the blocked recvfrom now rather than at its next timeout
-            wake = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for t in self._threads:
+            t.join(1.0)  # each notices within its socket's timeout
+        self._threads = []
+        if self.local.fileno() >= 0:
+            self.local.close()
             try:
-                host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-                wake.sendto(b"", (host, self.port))
-            except OSError:
+                os.unlink(self.path)
+            except FileNotFoundError:
                 pass
-            finally:
-                wake.close()
-            self._thread.join(2.0)
-            self._thread = None
-        self.sock.close()
+        if self.udp is not None:
+            self.udp.close()
 
     # -- replies ---------------------------------------------------------------------------
 
@@ -129,10 +165,13 @@ class OscServer:
         self, to: Sender, address: str, args: Sequence[object] = (), types: str | None = None
     ) -> None:
         """Send a message to ``to``; a vanished client is not the engine's problem."""
+        sock = self.local if isinstance(to, str) else self.udp
+        if sock is None or to is None:
+            return
         try:
             data = encode_message(address, args, types)
             with self._send_lock:
-                self.sock.sendto(data, to)
+                sock.sendto(data, to)
         except (OSError, PacketError, ValueError):
             pass
 
@@ -161,26 +200,50 @@ class OscServer:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve_local(self) -> None:
+        buf = bytearray(local.MAX_DATAGRAM)
         while self._running:
             try:
-                data, sender = self.sock.recvfrom(MAX_DATAGRAM)
+                got = local.receive(self.local, buf)
+            except TimeoutError:
+                continue
+            except OSError:
+                if not self._running:
+                    return
+                continue
+            if got is None:
+                continue  # another user's, or too large to read whole: dropped unread
+            self._guarded(got[0], got[1], True)
+
+    def _serve_udp(self) -> None:
+        assert self.udp is not None
+        while self._running:
+            try:
+                data, sender = self.udp.recvfrom(MAX_DATAGRAM)
             except TimeoutError:
                 continue
             except OSError:
                 if not self._running:
                     return
                 continue  # e.g. ICMP port unreachable from an earlier reply
-            if not self._running:
-                return
-            try:
-                self.handle(data, sender)
-            except Exception as exc:  # noqa: BLE001 - the server thread must outlive any bug
-                log.exception("OSC server: unexpected error")
-                self.error(sender, "", f"internal error: {type(exc).__name__}: {exc}")
+            self._guarded(data, sender, False)
 
-    def handle(self, data: bytes, sender: Sender) -> None:
-        """Decode one datagram and act on each message in it."""
+    def _guarded(self, data: bytes, sender: Sender | None, owner: bool) -> None:
+        if not self._running or not data:
+            return
+        try:
+            self.handle(data, sender, owner)
+        except Exception as exc:  # noqa: BLE001 - the server thread must outlive any bug
+            log.exception("OSC server: unexpected error")
+            self.error(sender, "", f"internal error: {type(exc).__name__}: {exc}")
+
+    def handle(self, data: bytes, sender: Sender | None, owner: bool = True) -> None:
+        """Decode one datagram and act on each message in it.
+
+        ``owner`` is true for the owner's channel; from the public port only
+        :data:`~.address.PUBLIC` addresses are accepted.  ``sender`` None (an
+        unbound Unix socket) gets no reply.
+        """
         try:
             messages = decode_packet(data)
         except PacketError as exc:
@@ -188,6 +251,19 @@ class OscServer:
             return
         for timetag, address, params in messages:
             self.messages += 1
+            if address in _NEVER_ANSWERED:
+                continue  # an engine's own reply sent back: answering would ping-pong
+            if not owner and address not in PUBLIC:
+                self.refused += 1
+                known = "" if address in ADDRESSES else "unknown address; "
+                self.error(
+                    sender,
+                    address,
+                    f"{known}the public OSC port accepts only {', '.join(sorted(PUBLIC))}; "
+                    "the rest (creating modules, code, scope taps) is the engine owner's, "
+                    "over its private socket (see docs/osc.md)",
+                )
+                continue
             try:
                 args = check_args(address, params)
             except OscArgError as exc:
@@ -199,6 +275,9 @@ class OscServer:
                 values, types = self._status()
                 self.reply(sender, "/status/reply", values, types)
             elif address == "/notify":
+                if sender is None:
+                    self.error(None, address, "an unbound socket cannot hear pushes")
+                    continue
                 try:
                     self.notifier.notify(sender, *args)
                 except ValueError as exc:
@@ -210,7 +289,7 @@ class OscServer:
                 except Exception as exc:  # noqa: BLE001 - reported to the sender instead
                     self.error(sender, address, str(exc))
                     continue
-                if address == "/module/new":
+                if address == "/module/new" and sender is not None:
                     self.notifier.created(args[0], sender)
                 elif address == "/module/free":
                     self.notifier.freed(args[0])

@@ -1,14 +1,16 @@
 """Scope taps, kernel side: a shared-memory ring the engine fills with one module's output.
 
-A :class:`Tap` creates a small POSIX shared-memory segment, asks the engine
-(``/tap/open <id> <port> <shm_name>``) to copy that module output's column
-into it after every block, and reads the newest frames from it without a
-message round trip.  The segment is a write counter followed by a ring of
-float32 frames (:data:`HEADER_BYTES`, :func:`ring_views`): the engine writes
-the frames first and advances the counter last, so a reader that sees the
-counter at ``n`` finds frames up to ``n`` in place.  Closing the tap
-(``/tap/close <id>``) unlinks the segment; the engine also forgets a tap
-whose segment it finds gone, and unlinks every open tap when it stops.
+A :class:`Tap` asks the engine (``/tap/open <id> <module> <port> <frames>``,
+on the owner's channel) to create a small POSIX shared-memory segment and copy
+that module output's column into it after every block; the engine answers
+``/tap/opened <id> <shm_name>``, and the tap maps the segment read-only (after
+checking it is a file of this user's, not a link) and reads the newest frames
+from it without a message round trip.  The segment is a write counter followed
+by a ring of float32 frames (:data:`HEADER_BYTES`, :func:`ring_views`): the
+engine writes the frames first and advances the counter last, so a reader
+that sees the counter at ``n`` finds frames up to ``n`` in place.  Closing
+the tap (``/tap/close <id>``) has the engine unlink the segment it made; it
+unlinks every open one when it stops.
 
 Examples
 --------
@@ -24,10 +26,10 @@ Examples
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
+import stat
 import time
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,6 @@ HEADER_BYTES = 64  # a cache line, so the counter and the first frames do not sh
 #: newest 8192 has 8192 frames (170 ms at 48 kHz) of slack before they are overwritten.
 CAPACITY = 16384
 
-_names = itertools.count()
 _tap_ids = itertools.count(1)
 
 
@@ -58,14 +59,21 @@ def ring_bytes(capacity: int) -> int:
     return HEADER_BYTES + 4 * capacity
 
 
-def _unlink(shm: SharedMemory) -> None:
-    """Unlink ``shm`` whoever got there first (the engine unlinks its taps when it stops)."""
+def _map_segment(name: str, capacity: int) -> mmap.mmap:
+    """Map the engine's segment ``name`` read-only, once sure it is this user's own file."""
+    if "/" in name or not name.startswith("jupysynth-"):
+        raise EngineError(f"the engine named {name!r} as a tap's ring: not a segment of its own")
+    path = os.path.join("/dev/shm", name)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        shm.unlink()
-    except FileNotFoundError:
-        # SharedMemory.unlink unregisters only after a successful unlink: do it
-        # here, or the resource tracker warns about a "leak" at interpreter exit
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            raise EngineError(f"{path} is not a shared-memory segment of yours")
+        if st.st_size < ring_bytes(capacity):
+            raise EngineError(f"{path} is smaller than a ring of {capacity} frames")
+        return mmap.mmap(fd, ring_bytes(capacity), access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
 
 
 class Tap:
@@ -92,7 +100,7 @@ class Tap:
     ------
     EngineError
         If the engine refuses the tap (unknown module, too many taps, an
-        engine rendering on workers); the segment is unlinked before raising.
+        engine rendering on workers).
 
     Attributes
     ----------
@@ -116,30 +124,31 @@ class Tap:
         self.frames = int(frames)
         self.capacity = int(capacity)
         self.samplerate = int(engine.status()["samplerate"])
-        # the pid keeps two kernels on one machine apart; the counter, two taps in one
-        name = f"jupysynth-tap-{os.getpid()}-{next(_names)}"
-        self._shm: SharedMemory | None = SharedMemory(name, create=True, size=ring_bytes(capacity))
-        self.name = name
-        self._counter, self._ring = ring_views(self._shm.buf, capacity)
-        self._counter[0] = 0
-        self._out = np.zeros(self.frames, dtype=np.float32)
-        # a fresh id, not the module's: two scopes of one module are two taps
-        self.tap_id = next(_tap_ids)
+        self.tap_id = next(_tap_ids)  # a fresh id, not the module's: two scopes are two taps
+        self._map: mmap.mmap | None = None
+        self.name: str | None = None
+        engine.send("/tap/open", self.tap_id, self.module_id, self.port, self.capacity)
+        engine.sync()  # raises the engine's refusal, if any
+        reply = engine.client.take_reply("/tap/opened", self.tap_id)
+        if reply is None:
+            raise EngineError("the engine opened the tap but its /tap/opened reply was lost")
+        self.name = str(reply[1])
         try:
-            engine.send("/tap/open", self.tap_id, self.module_id, self.port, name)
-            engine.sync()
-        except EngineError:
-            self._release()
+            self._map = _map_segment(self.name, self.capacity)
+        except (OSError, EngineError):
+            self._close_remote()
             raise
+        self._counter, self._ring = ring_views(self._map, capacity)
+        self._out = np.zeros(self.frames, dtype=np.float32)
 
     @property
     def written(self) -> int:
         """Frames the engine has written since the tap opened."""
-        return int(self._counter[0]) if self._shm is not None else 0
+        return int(self._counter[0]) if self._map is not None else 0
 
     def __call__(self) -> np.ndarray:
         """The newest ``frames`` samples (float32, a new array each call)."""
-        if self._shm is None:
+        if self._map is None:
             raise EngineError("this scope tap is closed")
         ring, cap, n = self._ring, self.capacity, self.frames
         out = self._out
@@ -158,26 +167,28 @@ class Tap:
         raise EngineError("the scope tap was overwritten while reading it four times; retry")
 
     def close(self) -> None:
-        """Ask the engine to stop writing, then unlink the segment (idempotent)."""
-        if self._shm is None:
+        """Ask the engine to stop writing and remove the segment, then let go (idempotent)."""
+        if self._map is None:
             return
+        self._close_remote()
+        # the numpy views hold exports of the buffer: drop them before closing it
+        self._counter = self._ring = np.zeros(0)
+        self._map.close()
+        self._map = None
+
+    def _close_remote(self) -> None:
         if self.engine.running:
             try:
                 self.engine.send("/tap/close", self.tap_id)
-                # wait for it: the engine must have let go before the segment goes
                 self.engine.sync()
+                return
             except EngineError:
-                pass  # the engine stopped meanwhile, and unlinked what it had open
-        self._release()
-
-    def _release(self) -> None:
-        shm, self._shm = self._shm, None
-        if shm is None:
-            return
-        # the numpy views hold exports of the buffer: drop them before closing it
-        self._counter = self._ring = np.zeros(0)
-        shm.close()
-        _unlink(shm)
+                pass
+        # the engine is gone (it unlinks its taps as it stops, unless it was killed)
+        try:
+            os.unlink(os.path.join("/dev/shm", self.name or ""))
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            pass
 
     def __enter__(self) -> Tap:
         return self
@@ -186,5 +197,8 @@ class Tap:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_shm", None) is not None:
-            self._release()
+        if getattr(self, "_map", None) is not None:
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - at interpreter exit anything may be gone
+                pass

@@ -127,7 +127,9 @@ class ChildEngine:
             _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
         try:
-            self.server = OscServer(self._submit, self._status, cfg["host"], cfg["port"])
+            self.server = OscServer(
+                self._submit, self._status, port=cfg["port"], host=cfg["host"]
+            )
         except OSError as exc:
             raise EngineError(exc.strerror or str(exc)) from None
         self.pool = None
@@ -242,6 +244,7 @@ class ChildEngine:
         priority = _raise_priority()
         info = {
             "pid": os.getpid(),
+            "socket": self.server.path,
             "host": self.server.host,
             "port": self.server.port,
             "samplerate": core.samplerate,

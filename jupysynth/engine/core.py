@@ -598,7 +598,8 @@ class EngineCore:
                     self._syncs.append((self._tv, sender, args[0]))
                 return False
             if address == "/tap/open":
-                self._tap_open(*args)
+                name = self._tap_open(*args)
+                self._reply(sender, "/tap/opened", (args[0], name), "is")
                 return False
             if address == "/tap/close":
                 self.taps.close(args[0])
@@ -624,7 +625,7 @@ class EngineCore:
             self.renderer.revive(i for i, s in self.table.nodes.items() if s.type == name)
         return used
 
-    def _tap_open(self, tap_id: int, module_id: int, port: int, name: str) -> None:
+    def _tap_open(self, tap_id: int, module_id: int, port: int, frames: int) -> str:
         # mapping the segment is a few system calls, once per scope opened
         if getattr(self.renderer, "schedule", None) is None:
             raise EngineError(
@@ -632,7 +633,7 @@ class EngineCore:
                 "outputs it cannot see; scope taps need Engine(workers=0)"
             )
         self.table.spec(module_id)  # an unknown id raises, naming it
-        self.taps.open(tap_id, module_id, port, name)
+        return self.taps.open(tap_id, module_id, port, frames)
 
     # -- rebuilding the renderer ------------------------------------------------------------
 

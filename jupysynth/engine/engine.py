@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..control import local
 from ..control.client import Client
 from ..control.packets import ntp_from_unix, unix_from_ntp
 from ..errors import EngineError, ParamError
@@ -118,11 +119,16 @@ class Engine:
         Worker processes rendering parts of the patch (one more is kept warm as
         a spare); 0 renders in the engine process, best for small patches and
         small machines.  The samples are the same for any count.
-    port : int, default 0
-        UDP port of the engine's OSC server; 0 picks a free one (see :attr:`port`).
+    port : int, optional
+        Open a public OSC port on UDP for other programs (``oscsend``, a phone
+        app): 0 picks a free one (see :attr:`port`).  It accepts only knobs,
+        play and stop of modules, status, ping and sync
+        (:data:`jupysynth.control.address.PUBLIC`): never code, audio or
+        files.  None (the default) opens no port: the kernel talks to the
+        engine over a Unix socket only its user can reach
+        (:attr:`socket_path`, see docs/osc.md).
     host : str, default "127.0.0.1"
-        Interface the OSC server listens on; another address opens the synth
-        to the network.
+        Interface of the public port; another address opens it to the network.
     headless : bool, default False
         Run without a device: clocked by time, nothing heard (tests, servers).
     lead_blocks : int, default 2
@@ -149,7 +155,7 @@ class Engine:
         blocksize: int = 128,
         device: int | str | None = None,
         workers: int = 0,
-        port: int = 0,
+        port: int | None = None,
         host: str = "127.0.0.1",
         *,
         headless: bool = False,
@@ -166,8 +172,13 @@ class Engine:
                 f"workers={workers!r} must be an integer from 0 (the engine renders "
                 "everything itself) to 64"
             )
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ParamError(f"port={port!r} must be from 0 (pick a free one) to 65535")
+        if port is not None and (
+            not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535
+        ):
+            raise ParamError(
+                f"port={port!r} must be None (no public OSC port), 0 (pick a free one) "
+                "or a port from 1 to 65535"
+            )
         if not isinstance(lead_blocks, int) or not 1 <= lead_blocks <= 64:
             raise ParamError(f"lead_blocks={lead_blocks!r} must be an integer from 1 to 64")
         self.samplerate = samplerate
@@ -201,9 +212,15 @@ class Engine:
         return self._proc.pid if self._proc is not None else None
 
     @property
-    def port(self) -> int:
-        """The OSC port the engine listens on (known once started)."""
-        return int(self.info.get("port", self._port))
+    def port(self) -> int | None:
+        """The public OSC port (UDP) the engine listens on, or None when it opened none."""
+        port = self.info.get("port", self._port)
+        return None if port is None else int(port)
+
+    @property
+    def socket_path(self) -> str | None:
+        """The engine's private Unix socket, the owner's channel (known once started)."""
+        return self.info.get("socket")
 
     def start(self) -> Engine:
         """Start the engine process and wait until it plays (or runs headless).
@@ -222,6 +239,7 @@ class Engine:
         if self.running:
             return self
         self.stop()  # clean up after an engine that died on its own
+        local.sweep()  # sockets of kernels and engines killed before they could clean up
         ours, theirs = socket.socketpair()
         cfg = {
             "samplerate": self.samplerate,
@@ -258,8 +276,7 @@ class Engine:
         self._conn = Connection(ours.detach())
         try:
             self.info = self._wait_ready()
-            host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-            self.client = Client(host, self.info["port"])
+            self.client = Client(path=self.info["socket"])
             self.client.ping(timeout=5.0)
         except BaseException:
             self.stop()
@@ -342,9 +359,10 @@ class Engine:
         if not self.running:
             return f"<Engine stopped, {self.samplerate} Hz, block {self.blocksize}>"
         where = "headless" if self.info.get("headless") else self.info.get("device", "")
+        public = f", public OSC {self.info.get('host')}:{self.port}" if self.port else ""
         return (
-            f"<Engine pid {self.pid} on {where}, {self.samplerate} Hz, block {self.blocksize}, "
-            f"OSC {self.info.get('host')}:{self.port}>"
+            f"<Engine pid {self.pid} on {where}, {self.samplerate} Hz, block {self.blocksize}"
+            f"{public}>"
         )
 
     # -- talking to it -----------------------------------------------------------------------

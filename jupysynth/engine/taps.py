@@ -1,19 +1,22 @@
-"""Scope taps, engine side: copy a module's output column into a kernel's ring after each block.
+"""Scope taps, engine side: copy a module's output column into a ring after each block.
 
-The kernel creates the shared-memory ring (:class:`jupysynth.control.tap.Tap`)
-and sends ``/tap/open``; :class:`Taps` maps the segment here and, after every
-render, copies the rows just rendered of that module's bus column into the
-ring, then advances the ring's counter.  The copies go into views of the
+On ``/tap/open`` (the owner's channel only) :class:`Taps` *creates* a POSIX
+shared-memory segment, under a fresh random name, with ``O_CREAT | O_EXCL |
+O_NOFOLLOW`` and mode 0600, and replies ``/tap/opened`` with that name; the
+kernel (:class:`jupysynth.control.tap.Tap`) maps it read-only.  The engine
+never opens a segment it did not create, so a planted symbolic link or
+another user's segment cannot be written through, and it unlinks only what it
+created.  After every render it copies the rows just rendered of that
+module's bus column into the ring, then advances the ring's counter.  The copies go into views of the
 mapping made once at open: nothing is allocated per block beyond numpy's
 slice views, and with no tap open :meth:`Taps.write` is never called (the
 block loop tests ``if taps``).
 
 The segment is mapped with ``mmap`` rather than ``SharedMemory(name)``:
 attaching a ``SharedMemory`` registers it with a resource-tracker process,
-which would start one more process in the engine and unlink the kernel's
-segment when the engine exits.  When the engine stops it unlinks the
-segments of the taps still open, so a kernel that died leaves none in
-``/dev/shm``.
+which would start one more process in the engine.  ``/tap/close`` and the
+engine's stop unlink the segment (a kernel's mapping stays valid until it lets
+go), so a kernel that died leaves none in ``/dev/shm``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import secrets
 from typing import Any
 
 import numpy as np
 
-from ..control.tap import HEADER_BYTES, ring_views
+from ..control.tap import HEADER_BYTES, ring_bytes, ring_views
 from ..errors import EngineError
 
 __all__ = ["MAX_TAPS", "Taps"]
@@ -35,6 +39,8 @@ log = logging.getLogger("jupysynth.engine")
 #: Taps open at once: each costs a copy per block, so a runaway loop of scopes
 #: is refused instead of eating the block's budget.
 MAX_TAPS = 32
+#: The largest ring a tap may ask for (16 MiB of frames).
+MAX_FRAMES = 1 << 22
 
 _SHM_DIR = "/dev/shm"
 
@@ -42,27 +48,27 @@ _SHM_DIR = "/dev/shm"
 class _Ring:
     """One open tap: the mapping, its views and the module output it follows."""
 
-    def __init__(self, module_id: int, port: int, name: str) -> None:
-        if "/" in name or not name or name.startswith("."):
-            raise EngineError(f"/tap/open: {name!r} is not a shared-memory segment name")
-        path = os.path.join(_SHM_DIR, name)
+    def __init__(self, module_id: int, port: int, capacity: int) -> None:
+        self.name = f"jupysynth-{os.getuid()}-tap-{secrets.token_hex(8)}"
+        path = os.path.join(_SHM_DIR, self.name)
+        size = ring_bytes(capacity)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = os.open(path, flags, 0o600)
         except OSError as exc:
-            raise EngineError(f"/tap/open: cannot open {path}: {exc.strerror}") from None
+            raise EngineError(f"/tap/open: cannot create {path}: {exc.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
-            capacity = (size - HEADER_BYTES) // 4
-            if capacity < 1:
-                raise EngineError(f"/tap/open: {path} is too small for a ring ({size} bytes)")
+            os.ftruncate(fd, size)  # zero-filled: the counter starts at 0
             self.map = mmap.mmap(fd, size)
+        except OSError as exc:
+            os.unlink(path)
+            raise EngineError(f"/tap/open: cannot size {path}: {exc.strerror}") from None
         finally:
             os.close(fd)
-        self.name = name
         self.key = (module_id, port)  # built once: the per-block lookup allocates nothing
         self.capacity = capacity
         self.counter, self.frames = ring_views(self.map, capacity)
-        self.pos = int(self.counter[0]) % capacity
+        self.pos = 0
 
     def write(self, column: np.ndarray, n: int) -> None:
         cap, pos = self.capacity, self.pos
@@ -74,14 +80,14 @@ class _Ring:
         # last, after the frames: a reader that sees the new count finds them in place
         self.counter += n
 
-    def close(self, unlink: bool) -> None:
+    def close(self) -> None:
+        """Unmap and unlink the segment, which this engine created."""
         self.counter = self.frames = np.zeros(0)  # release the buffer exports first
         self.map.close()
-        if unlink:
-            try:
-                os.unlink(os.path.join(_SHM_DIR, self.name))
-            except FileNotFoundError:
-                pass
+        try:
+            os.unlink(os.path.join(_SHM_DIR, self.name))
+        except FileNotFoundError:
+            pass
 
 
 class Taps:
@@ -106,13 +112,14 @@ class Taps:
     def __bool__(self) -> bool:
         return bool(self._open)
 
-    def open(self, tap_id: int, module_id: int, port: int, name: str) -> None:
-        """Start copying output ``port`` of ``module_id`` into segment ``name``.
+    def open(self, tap_id: int, module_id: int, port: int, frames: int) -> str:
+        """Create a ring of ``frames`` frames for output ``port`` of ``module_id``; its name.
 
         Raises
         ------
         EngineError
-            For a bad or missing segment, a tap id in use, or too many taps.
+            For a tap id in use, too many taps, a bad port or ring size, or a
+            segment that cannot be created.
         """
         if tap_id in self._open:
             raise EngineError(f"/tap/open: tap {tap_id} is already open; close it first")
@@ -120,26 +127,26 @@ class Taps:
             raise EngineError(f"/tap/open: {MAX_TAPS} taps are open; close a scope first")
         if port < 0:
             raise EngineError(f"/tap/open: port {port} must be 0 or more")
-        ring = _Ring(module_id, port, name)
-        if ring.capacity < self.blocksize:
-            ring.close(unlink=False)
+        if not self.blocksize <= frames <= MAX_FRAMES:
             raise EngineError(
-                f"/tap/open: a ring of {ring.capacity} frames cannot hold a block of "
-                f"{self.blocksize}; make the segment larger"
+                f"/tap/open: a ring of {frames} frames is out of range; ask for "
+                f"{self.blocksize} (a block) to {MAX_FRAMES} frames"
             )
+        ring = _Ring(module_id, port, frames)
         self._open[tap_id] = ring
+        return ring.name
 
     def close(self, tap_id: int) -> None:
-        """Stop writing tap ``tap_id`` and unmap it (the kernel unlinks its segment)."""
+        """Stop writing tap ``tap_id``, unmap and unlink its ring."""
         ring = self._open.pop(tap_id, None)
         if ring is None:
             raise EngineError(f"/tap/close: no tap {tap_id} is open")
-        ring.close(unlink=False)
+        ring.close()
 
     def close_all(self) -> None:
         """Unmap and unlink every open tap (the engine is stopping)."""
         for ring in self._open.values():
-            ring.close(unlink=True)
+            ring.close()
         self._open.clear()
 
     def write(self, renderer: Any, n: int) -> None:

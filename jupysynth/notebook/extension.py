@@ -84,8 +84,13 @@ def _start_engine() -> tuple[Any, str, bool]:
     if isinstance(device, str) and device.isdigit():
         device = int(device)
     headless = os.environ.get("JUPYSYNTH_HEADLESS", "").strip() not in ("", "0")
+    # a public OSC port (knobs, play/stop, status; never code) only when asked for
+    public = os.environ.get("JUPYSYNTH_OSC_PORT", "").strip()
+    if public and not public.isdigit():
+        return None, f"JUPYSYNTH_OSC_PORT={public!r} must be a port number (0: any free one)", False
     try:
-        return Engine(device=device, headless=headless).start(), "", True
+        engine = Engine(device=device, headless=headless, port=int(public) if public else None)
+        return engine.start(), "", True
     except (JupysynthError, OSError) as exc:
         return None, f"the engine could not start: {exc}", False
 
@@ -104,10 +109,14 @@ def load_line(session: live.Session) -> str:
     else:
         where = f"device {info.get('device') or engine.device!r}"
     latency = float(info.get("latency", 0.0)) * 1000.0
+    osc = (
+        f"public OSC {info.get('host', '127.0.0.1')}:{engine.port}"
+        if engine.port
+        else "private (no public OSC port)"
+    )
     return (
         f"jupysynth: engine pid {engine.pid} on {where}, {engine.samplerate} Hz, "
-        f"block {engine.blocksize}, latency {latency:.1f} ms, {engine.workers} workers, "
-        f"OSC {info.get('host', '127.0.0.1')}:{engine.port}"
+        f"block {engine.blocksize}, latency {latency:.1f} ms, {engine.workers} workers, {osc}"
     )
 
 

@@ -20,7 +20,7 @@ from jupysynth.notebook import extension, live
 EXT = "jupysynth.notebook.extension"
 LOAD_LINE = re.compile(
     r"^jupysynth: engine pid (\d+) on (headless|device) .*, 48000 Hz, block 128, "
-    r"latency \d+\.\d ms, 0 workers, OSC 127\.0\.0\.1:\d+$"
+    r"latency \d+\.\d ms, 0 workers, private \(no public OSC port\)$"
 )
 
 
