@@ -2,12 +2,14 @@
 
 This file is the single source of truth: the engine's server checks incoming
 messages against :data:`ADDRESSES`, the kernel-side client encodes its
-messages from it, and ``docs/osc.md`` mirrors the table below.  Any OSC
-client can play the synth with these messages (``oscsend``, a phone app,
-another program).
+messages from it, and ``docs/osc.md`` mirrors the table below.  The kernel
+sends them over the owner's channel (a Unix socket only the engine's user can
+reach, see :mod:`.local`); other programs (``oscsend``, a phone app) may use
+the opt-in public UDP port, which accepts only :data:`PUBLIC`:
+``/param/set``, ``/out/add``, ``/out/remove``, ``/sync``, ``/status``, ``/ping``.
 
-Messages to the engine (UDP, ``127.0.0.1`` by default)
-------------------------------------------------------
+Messages to the engine
+----------------------
 
 ======================================================  =================================
 message                                                 effect
@@ -25,9 +27,9 @@ message                                                 effect
 ``/sync <token:i>``                                     reply once all before it applied
 ``/status``                                             reply with the engine's state
 ``/ping [any...]``                                      reply ``/pong`` with the same
-``/tap/open <id:i> <module:i> <port:i> <shm_name:s>``   copy a module output to a ring
-``/tap/close <id:i>``                                   stop copying, let the ring go
-``/notify <on:i> [<port:i>]``                           hear the engine's pushes, or stop
+``/tap/open <id:i> <module:i> <port:i> <frames:i>``     copy a module output to a ring
+``/tap/close <id:i>``                                   stop copying, remove the ring
+``/notify <on:i>``                                      hear the engine's pushes, or stop
 ======================================================  =================================
 
 Replies (sent to the address and port the message came from)
@@ -40,6 +42,7 @@ reply                                                   sent after
 ``/pong [any...]``                                      ``/ping``, with its arguments
 ``/synced <token:i>``                                   ``/sync``
 ``/status/reply``                                       ``/status``: :data:`STATUS_FIELDS`
+``/tap/opened <id:i> <shm_name:s>``                     ``/tap/open``: the ring's name
 ======================================================  =================================
 
 Pushes (sent when something happens, see :data:`PUSHES`)
@@ -52,11 +55,11 @@ push                                                    sent when
 ``/fault/cleared <id:i>``                               it plays again, or is gone
 ======================================================  =================================
 
-A push goes to the client that created the module (the address and port its
+A push goes to the client that created the module (the socket its
 ``/module/new`` came from) and to every subscriber: ``/notify 1`` subscribes
-the sender, ``/notify 1 <port>`` the sender's host at ``port`` (so ``oscsend``
-can subscribe an ``oscdump`` listening there), ``/notify 0 [<port>]``
-unsubscribes.  A new subscriber first gets a ``/fault`` for every module
+the sender, ``/notify 0`` unsubscribes it; pushes never go to an address a
+message names.  A message arriving at a reply's or a push's address is
+dropped unanswered.  A new subscriber first gets a ``/fault`` for every module
 muted already.  ``message`` is the reason without the label: the
 traceback's last lines for a kernel or ``process`` that raised.  The engine
 notices a fault within :data:`~jupysynth.control.notify.POLL_SECONDS` of the
@@ -85,18 +88,19 @@ larger class with an error saying so.
 
 .. warning::
    Unpickling runs code: whoever can send ``/type/define`` runs any Python in
-   the engine process.  The engine listens on ``127.0.0.1`` by default; keep it
-   there unless you trust every machine on the network you open it to.
+   the engine process.  This is why it is accepted only on the owner's channel,
+   whose sender is known (by the kernel's credentials) before a byte is read.
 
 Scope taps
 ----------
-``/tap/open`` asks the engine to copy output ``port`` of module ``module`` into
-the POSIX shared-memory segment ``shm_name`` (``/dev/shm/<shm_name>``, created
-by the sender: an int64 frame counter, padding to 64 bytes, then a float32 ring
-filling the rest) after every block it renders, until ``/tap/close`` with the
-same ``id``.  It costs the engine nothing while no tap is open.  The sender owns
-the segment and unlinks it after ``/tap/close``; the engine unlinks those still
-open when it stops.  See :mod:`jupysynth.control.tap`.
+``/tap/open`` asks the engine to create a POSIX shared-memory segment of
+``frames`` frames (an int64 frame counter, padding to 64 bytes, then a float32
+ring), mode 0600 under a fresh random name, to reply ``/tap/opened <id>
+<shm_name>``, and to copy output ``port`` of module ``module`` into it after
+every block it renders, until ``/tap/close`` with the same ``id``, which
+removes the segment.  It costs the engine nothing while no tap is open.  The
+engine never writes a segment it did not create, and unlinks those still open
+when it stops.  See :mod:`jupysynth.control.tap`.
 
 Module specs
 ------------

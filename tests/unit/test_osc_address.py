@@ -33,7 +33,7 @@ def test_check_args_types_and_converts_int_to_float():
     assert check_args("/mix/inputs", [9, 1, 0, 2, 1]) == (9, 1, 0, 2, 1)
     assert check_args("/ping", ["anything", 1.5, None]) == ("anything", 1.5, None)
     assert check_args("/notify", [1]) == (1,)
-    assert check_args("/notify", [0, 9000]) == (0, 9000)
+    assert check_args("/notify", [0]) == (0,)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,7 @@ def test_check_args_types_and_converts_int_to_float():
         ("/mix/inputs", [9, 1], "got 2 argument(s)"),
         ("/out/add", [1, 0, 0], "got 3 argument(s)"),
         ("/module/new", [1, 2], "argument type must be of type 's'"),
+        ("/notify", [1, 9000], "takes /notify <on:i>; got 2"),
     ],
 )
 def test_check_args_rejects_with_a_message_naming_the_signature(path, params, fragment):
