@@ -257,9 +257,7 @@ ADDRESSES: dict[str, Address] = {
             _a("token:i"),
             public=True,
         ),
-        Address(
-            "/status", "reply /status/reply with the engine's state", timed=False, public=True
-        ),
+        Address("/status", "reply /status/reply with the engine's state", timed=False, public=True),
         Address(
             "/tap/open",
             "create a shared-memory ring of `frames` frames, reply /tap/opened with its name, "

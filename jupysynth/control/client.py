@@ -307,7 +307,7 @@ class Client:
 
     def _wait(self, key: tuple[str, object], timeout: float, what: str) -> tuple:
         deadline = time.monotonic() + timeout
-        where = self.address if isinstance(self.address, str) else "%s:%d" % self.address
+        where = self.address if isinstance(self.address, str) else "{}:{}".format(*self.address)
         with self._cond:
             while key not in self._replies:
                 left = deadline - time.monotonic()

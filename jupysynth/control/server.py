@@ -95,6 +95,8 @@ class OscServer:
     ) -> None:
         self._on_message = on_message
         self._status = status
+        self._running = False
+        self._threads: list[threading.Thread] = []
         self.notifier = notifier if notifier is not None else Notifier()
         self.path = path or local.engine_path()
         self.local = local.bind(self.path)
@@ -120,8 +122,6 @@ class OscServer:
         self.messages = 0
         self.errors = 0
         self.refused = 0  # public-port messages at an owner-only address
-        self._running = False
-        self._threads: list[threading.Thread] = []
         self._send_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._log_window = 0.0

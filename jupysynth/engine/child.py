@@ -127,9 +127,7 @@ class ChildEngine:
             _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
         try:
-            self.server = OscServer(
-                self._submit, self._status, port=cfg["port"], host=cfg["host"]
-            )
+            self.server = OscServer(self._submit, self._status, port=cfg["port"], host=cfg["host"])
         except OSError as exc:
             raise EngineError(exc.strerror or str(exc)) from None
         self.pool = None

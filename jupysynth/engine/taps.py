@@ -7,8 +7,8 @@ kernel (:class:`jupysynth.control.tap.Tap`) maps it read-only.  The engine
 never opens a segment it did not create, so a planted symbolic link or
 another user's segment cannot be written through, and it unlinks only what it
 created.  After every render it copies the rows just rendered of that
-module's bus column into the ring, then advances the ring's counter.  The copies go into views of the
-mapping made once at open: nothing is allocated per block beyond numpy's
+module's bus column into the ring, then advances the ring's counter.  The
+copies go into views of the mapping made once at open: nothing is allocated per block beyond numpy's
 slice views, and with no tap open :meth:`Taps.write` is never called (the
 block loop tests ``if taps``).
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..control.tap import HEADER_BYTES, ring_bytes, ring_views
+from ..control.tap import ring_bytes, ring_views
 from ..errors import EngineError
 
 __all__ = ["MAX_TAPS", "Taps"]

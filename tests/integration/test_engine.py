@@ -43,15 +43,15 @@ def peak_hz(x: np.ndarray, fs: float = SR) -> float:
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(headless=True) as e:
+    with Engine(headless=True, port=0) as e:
         yield e
     assert not e.running
 
 
 @pytest.fixture
 def client(engine):
-    """A fresh OSC client, and a silent engine afterwards."""
-    with Client(port=engine.port) as c:
+    """A fresh OSC client on the owner's channel, and a silent engine afterwards."""
+    with Client(path=engine.socket_path) as c:
         yield c
         c.send("/panic")
         c.sync()
@@ -197,26 +197,34 @@ def test_feedback_loops_play_and_free(engine):
     assert engine.status()["modules"] == 0
 
 
-def test_oscsend_builds_a_patch_from_the_shell(engine, client):
-    """A client nobody here wrote (liblo's oscsend) plays the synth."""
+def test_oscsend_turns_knobs_and_plays_on_the_public_port_but_cannot_create(engine, client):
+    """A client nobody here wrote (liblo's oscsend) plays what the owner built, and no more."""
     if shutil.which("oscsend") is None:
         if os.environ.get("CI"):
             pytest.fail("oscsend missing; CI must run scripts/install-system-deps.sh")
         pytest.skip("oscsend not installed (liblo-tools; scripts/install-system-deps.sh)")
+    client.send("/module/new", 11, "Saw", '{"values": {"freq": 440, "amp": 0.3}}')
+    client.send("/module/new", 12, "LowPass", '{"values": {"input": [11, 0], "cutoff": 600}}')
+    assert client.sync() == []
     port = str(engine.port)
     commands = [
-        ["/module/new", "iss", "11", "Saw", '{"values": {"freq": 440, "amp": 0.3}}'],
-        ["/module/new", "iss", "12", "LowPass", '{"values": {"input": [11, 0], "cutoff": 600}}'],
         ["/out/add", "i", "12"],
         ["/param/set", "isf", "11", "freq", "330"],
         ["/param/set", "isi", "12", "q", "2"],  # an integer where a float goes: accepted
+        ["/module/new", "iss", "13", "Sine", '{"values": {"freq": 5000, "amp": 0.9}}'],
+        ["/out/add", "i", "13"],  # refused by the engine: no module 13
     ]
     for cmd in commands:
         subprocess.run(["oscsend", "localhost", port, *cmd], check=True, timeout=10)
     assert client.sync() == []
     x = engine.record(0.5)
     assert peak_hz(x[:, 0]) == pytest.approx(330, abs=1)
-    assert engine.status()["modules"] == 2
+    status = engine.status()
+    assert status["modules"] == 2
+    assert engine.client.status()["outputs"] == status["outputs"] > 0
+    subprocess.run(["oscsend", "localhost", port, "/out/remove", "i", "12"], check=True)
+    client.sync()
+    assert np.abs(engine.record(0.2)[-4800:]).max() == 0.0
 
 
 def _fuzz_packets(n: int, rng: random.Random) -> list[bytes]:
@@ -287,17 +295,14 @@ def test_fuzz_100k_packets_then_it_still_answers_and_plays(engine, client):
     rng = random.Random(20260101)
     packets = _fuzz_packets(100_000, rng)
     before = client.status()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))  # its /error replies pile up here unread
     t = time.perf_counter()
-    try:
+    # the owner's channel, which takes every address (its /error replies are read and dropped)
+    with Client(path=engine.socket_path) as fuzzer:
         for k in range(0, len(packets), 1000):
             for data in packets[k : k + 1000]:
-                sock.sendto(data, ("127.0.0.1", engine.port))
+                fuzzer.send_raw(data)
             # a batch fits the socket's buffer; the pong says the server read it all
             client.ping(timeout=10.0)
-    finally:
-        sock.close()
     took = time.perf_counter() - t
     after = client.status(timeout=10.0)
     messages = after["messages"] - before["messages"]
@@ -364,7 +369,7 @@ _PARENT = textwrap.dedent(
     import sys, time
     from jupysynth.engine import Engine
     e = Engine(headless=True).start()
-    print(e.pid, e.port, flush=True)
+    print(e.pid, e.socket_path, flush=True)
     time.sleep(60)
     """
 )
@@ -383,8 +388,9 @@ def test_engine_dies_with_a_sigkilled_parent():
         )
         try:
             line = parent.stdout.readline()
-            engine_pid, port = map(int, line.split())
-            with Client(port=port) as c:
+            pid, path = line.split()
+            engine_pid = int(pid)
+            with Client(path=path) as c:
                 c.ping(timeout=5)
         finally:
             parent.send_signal(signal.SIGKILL)

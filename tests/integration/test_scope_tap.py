@@ -27,8 +27,8 @@ def peak_hz(x: np.ndarray, fs: float = SR) -> float:
 
 
 def my_segments() -> set[str]:
-    """This process's tap segments in /dev/shm."""
-    return {p.name for p in Path("/dev/shm").glob(f"jupysynth-tap-{os.getpid()}-*")}
+    """The tap segments of this user's engines in /dev/shm."""
+    return {p.name for p in Path("/dev/shm").glob(f"jupysynth-{os.getuid()}-tap-*")}
 
 
 def wait_for(pred, timeout: float = 3.0) -> None:
