@@ -24,7 +24,6 @@ import json
 import math
 import os
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -162,8 +161,7 @@ def knob_to_sound(card, engine: Engine, toggles: int) -> list[float]:
     engine.send("/module/new", 1, "MulAdd", json.dumps({"values": {"input": 0, "mul": 0}}))
     engine.send("/out/add", 1)
     engine.sync()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    address = ("127.0.0.1", engine.port)
+    sender = Client(path=engine.socket_path)  # the owner's channel, as a kernel's knob
     every = SR // 10
     total = every * (toggles + 2)
     rec = np.zeros(total, dtype=np.float32)
@@ -181,7 +179,7 @@ def knob_to_sound(card, engine: Engine, toggles: int) -> list[float]:
         if pos >= state["next"] and len(sends) < toggles:
             # "now" is the end of the buffer just captured
             value = 0.5 if len(sends) % 2 == 0 else 0.0
-            sock.sendto(encode_message("/param/set", (1, "add", value), "isf"), address)
+            sender.send_raw(encode_message("/param/set", (1, "add", value), "isf"))
             sends.append(pos + frames)
             state["next"] += every
         if pos + frames >= total:
@@ -201,7 +199,7 @@ def knob_to_sound(card, engine: Engine, toggles: int) -> list[float]:
         time.sleep(0.05)
         state["pos"] = 0
         done.wait(total / SR + 5)
-    sock.close()
+    sender.close()
     engine.send("/panic")
     engine.sync()
     out = []
@@ -325,7 +323,7 @@ def rt04(blocks: int) -> dict[str, tuple[float, int, int]]:
 
 
 def ipc01(engine: Engine, n: int) -> list[float]:
-    with Client(port=engine.port) as c:
+    with Client(path=engine.socket_path) as c:
         for _ in range(50):
             c.ping()
         return [c.ping() for _ in range(n)]
@@ -336,12 +334,11 @@ def ipc02(engine: Engine, rate: float, seconds: float) -> tuple[int, int, float]
     engine.send("/module/new", 1, "MulAdd", json.dumps({"values": {"input": 0, "mul": 0}}))
     engine.send("/out/add", 1)
     engine.sync()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    address = ("127.0.0.1", engine.port)
+    sender = Client(path=engine.socket_path)
     packets = [
         encode_message("/param/set", (1, "add", (k % 100) / 1000), "isf") for k in range(1000)
     ]
-    with Client(port=engine.port) as c:
+    with Client(path=engine.socket_path) as c:
         before = c.status()
         total = int(rate * seconds)
         chunk = max(1, int(rate / 1000))  # a chunk per millisecond
@@ -349,7 +346,7 @@ def ipc02(engine: Engine, rate: float, seconds: float) -> tuple[int, int, float]
         sent = 0
         while sent < total:
             for k in range(chunk):
-                sock.sendto(packets[(sent + k) % 1000], address)
+                sender.send_raw(packets[(sent + k) % 1000])
             sent += chunk
             lag = sent / rate - (time.perf_counter() - t0)
             if lag > 0:
@@ -357,7 +354,7 @@ def ipc02(engine: Engine, rate: float, seconds: float) -> tuple[int, int, float]
         took = time.perf_counter() - t0
         c.sync(timeout=30)
         after = c.status()
-    sock.close()
+    sender.close()
     # the status request and the sync are messages too
     received = after["messages"] - before["messages"] - 2
     engine.send("/panic")
@@ -386,7 +383,7 @@ def ipc03(blocks: int) -> float:
 
 def proc01(engine: Engine, n: int) -> list[float]:
     """Seconds from /module/new + /out/add until the engine confirms it renders it."""
-    with Client(port=engine.port) as c:
+    with Client(path=engine.socket_path) as c:
         out = []
         for k in range(n):
             i = 100 + k

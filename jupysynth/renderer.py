@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
+from . import guard, kernels
 from .compile import Binding, Group, Schedule, compile_schedule
 from .errors import JupysynthWarning, ParamError, PatchError
 from .graph import (
@@ -49,6 +49,8 @@ __all__ = ["Renderer", "render", "write_wav", "Event"]
 Event = tuple[float, Module, str, Any]
 
 FEEDBACK_CHUNK = 64  # a patch with Feedback renders in chunks no longer than its delay
+#: Seconds a module's ``setup()`` may take on the block thread before it is stopped (the engine).
+SETUP_BUDGET = 2.0
 
 
 @dataclass
@@ -221,6 +223,7 @@ class Plan:
     rmode: np.ndarray | None
     chunk: int
     after: Plan | None = None  # a crossfade's patch once it has faded
+    setup_faults: list[tuple[int, str]] = field(default_factory=list)  # (id, why) muted at install
 
 
 def _runs(slots: list[int]) -> list[tuple[int, int]]:
@@ -288,6 +291,9 @@ class Renderer:
         self._changed: dict[tuple[int, str], int] = {}  # (id, name) -> set() count, since install
         #: Time each group's kernel (see :meth:`take_costs`); the worker pool does.
         self.timing = False
+        #: Seconds one ``process()`` call of a module written in Python may take before it
+        #: is stopped and muted (:mod:`jupysynth.guard`); None: no budget (offline).
+        self.user_budget: float | None = None
         self._compile()
 
     # -- building ------------------------------------------------------------------------
@@ -353,6 +359,7 @@ class Renderer:
         objects = {i: obj for i, obj in processors.items() if i in nodes}
         carry: dict[Any, tuple] = {}
         takeovers: list[tuple[Module, Module]] = []
+        setup_faults: list[tuple[int, str]] = []
         for g, params in layout:
             specs = [nodes[i] for i in g.ids]
             for p in params:
@@ -374,7 +381,7 @@ class Renderer:
                 )
             args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
             if g.kernel == PYTHON_KERNEL:
-                general = self._python_group(g, specs, params, objects, takeovers)
+                general = self._python_group(g, specs, params, objects, takeovers, setup_faults)
             elif g.kernel == SAMPLE_KERNEL:
                 general = _sample_group(g, params, state, bus)
             else:
@@ -436,6 +443,7 @@ class Renderer:
             lmode,
             rmode,
             FEEDBACK_CHUNK if sched.has_feedback else self.blocksize,
+            setup_faults=setup_faults,
         )
 
     def _install(self, plan: Plan) -> None:
@@ -468,6 +476,9 @@ class Renderer:
         self.disabled = set(plan.disabled)
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]  # freed: an id used again is a new module
+        if plan.setup_faults:
+            for i, why in plan.setup_faults:  # muted alone; dropped from the schedule next span
+                self._fault([i], why, rebuild=False)
         self.schedule = plan.schedule
         self.bus = plan.bus
         self._runtimes = plan.runtimes
@@ -493,6 +504,7 @@ class Renderer:
         params: list[_Param],
         objects: dict[int, Module],
         takeovers: list[tuple[Module, Module]],
+        setup_faults: list[tuple[int, str]],
     ) -> Any:
         """A callable with a kernel's signature that runs each instance's ``process``.
 
@@ -500,8 +512,14 @@ class Renderer:
         its attributes are its state.  When the class was redefined (a cell run
         again), the new object takes over the old one's attributes that it also
         has (when the plan is installed), so a running sound keeps its state.
-        An instance that raises is muted alone.
+        An instance that raises is muted alone, in ``setup()`` (listed in
+        ``setup_faults``, muted when the plan is installed) as in ``process()``.
+        With :attr:`user_budget` set (the engine), anything it raises counts,
+        ``SystemExit`` and ``KeyboardInterrupt`` too, and a call that takes
+        longer than the budget is stopped (:mod:`jupysynth.guard`).
         """
+        budget = self.user_budget
+        catch: type[BaseException] = BaseException if budget is not None else Exception
         objs: list[Module] = []
         for spec in specs:
             old = objects.get(spec.id)
@@ -520,7 +538,15 @@ class Renderer:
             )
             setup = getattr(obj, "setup", None)
             if callable(setup):
-                setup()
+                try:
+                    if budget is None:
+                        setup()
+                    else:
+                        guard.call(setup, {}, SETUP_BUDGET)
+                except catch:
+                    setup_faults.append((spec.id, "setup() failed:\n" + traceback.format_exc()))
+                    objs.append(obj)  # never called: muted from the install on
+                    continue
             if old is not None:
                 takeovers.append((obj, old))
             objects[spec.id] = obj
@@ -539,13 +565,16 @@ class Renderer:
                     view.flags.writeable = False
                     kwargs[name] = view
                 try:
-                    y = obj.process(**kwargs)
+                    if budget is None:
+                        y = obj.process(**kwargs)
+                    else:
+                        y = guard.call(obj.process, kwargs, budget)
                     if chans == 1:
                         bus[a:b, out + k] = y
                     else:
                         bus[a:b, out + k] = np.asarray(y)[:, 0]
                         bus[a:b, out + n + k] = np.asarray(y)[:, 1]
-                except Exception:
+                except catch:
                     for c in range(chans):
                         bus[a:b, out + c * n + k] = 0.0
                     self._fault([obj.id], traceback.format_exc(), rebuild=False)

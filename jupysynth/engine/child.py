@@ -313,6 +313,8 @@ class ChildEngine:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the engine process (see the module docstring)."""
+    from .. import guard
+
     argv = sys.argv if argv is None else argv
     fd, cfg = int(argv[1]), json.loads(argv[2])
     _die_with_parent(cfg["parent_pid"])
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     wake_r, wake_w = os.pipe()
 
     def on_term(signum: int, frame: Any) -> None:
-        signal.alarm(int(_EXIT_GRACE) + 1)
+        guard.exit_after(int(_EXIT_GRACE) + 1)
         try:
             os.write(wake_w, b"\0")
         except OSError:
@@ -344,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
 
     threading.Thread(target=relay, name="jupysynth-sigterm", daemon=True).start()
     signal.signal(signal.SIGTERM, on_term)
+    # a cell's process() runs on this thread: give it a time budget, refuse its os._exit
+    guard.install()
     # the OSC thread must never hold the GIL for long while a block is due
     sys.setswitchinterval(0.0005)
     conn = Connection(fd)

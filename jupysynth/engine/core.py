@@ -59,6 +59,7 @@ import numpy as np
 
 from ..errors import EngineError, JupysynthError, ParamError
 from ..graph import NodeSpec
+from .. import guard
 from ..renderer import Renderer
 from .patch import PatchTable
 from .taps import Taps
@@ -85,7 +86,18 @@ MAX_WARMED = 16
 #: (median 0.21) at 0.1 ms, about the same at 0.05 ms; 0.02-0.11 with no edit.
 PREPARE_SWITCH_INTERVAL = 1e-4
 
-Sender = tuple[str, int]
+
+
+def user_budget(samplerate: int, blocksize: int) -> float:
+    """Seconds one ``process()`` call may take on the block thread: two blocks, at least 5 ms.
+
+    Past it the device has run dry anyway; short of it a module that is merely
+    slow once (a first call importing something) is left alone.
+    """
+    return max(2.0 * blocksize / samplerate, 0.005)
+
+
+Sender = str | tuple[str, int]
 # (frame or None for untagged, sequence number, address, args, sender)
 Op = tuple[Any, int, str, tuple, Sender]
 
@@ -234,6 +246,9 @@ class EngineCore:
         self.table = PatchTable()
         # a Renderer, or anything with its interface (the worker pool)
         self.renderer = renderer or Renderer({}, [], self.samplerate, self.blocksize)
+        if isinstance(self.renderer, Renderer) and guard.installed():
+            # Python written in a cell runs on this thread: stopped when it overruns
+            self.renderer.user_budget = user_budget(self.samplerate, self.blocksize)
         self.late = 0
         self._error = error
         self._reply = reply
