@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import guard
 from ..errors import EngineError, JupysynthError, ParamError
 from ..graph import NodeSpec
-from .. import guard
 from ..renderer import Renderer
 from .patch import PatchTable
 from .taps import Taps
