@@ -49,6 +49,9 @@ __all__ = ["Renderer", "render", "write_wav", "Event"]
 Event = tuple[float, Module, str, Any]
 
 FEEDBACK_CHUNK = 64  # a patch with Feedback renders in chunks no longer than its delay
+#: Louder than this (+80 dBFS) an output module's sample is a mistake (``amp=1e6``): it is
+#: muted and named, as for NaN.
+ABSURD = 1e4
 #: Seconds a module's ``setup()`` may take on the block thread before it is stopped (the engine).
 SETUP_BUDGET = 2.0
 
@@ -976,8 +979,8 @@ class Renderer:
                     self.apply(after)
                 else:
                     self.update(nodes, outputs)
-        if not _ALL_FINITE(self.out, a, b):
-            self._find_nonfinite(a, b)
+        if not _ALL_SANE(self.out, a, b, ABSURD):
+            self._find_culprit(a, b)
         elif self._stale:
             self._rebuild_after_fault()
 
@@ -998,20 +1001,41 @@ class Renderer:
 
     # -- faults --------------------------------------------------------------------------
 
-    def _find_nonfinite(self, a: int, b: int) -> None:
-        culprit = None
+    def _find_culprit(self, a: int, b: int) -> None:
+        """Mute the module that made the output NaN, infinite or absurdly loud; clean the span."""
+        culprit, why = None, ""
+        when = (self.frame + a) / self.samplerate
         for rt in self._runtimes:
             g = rt.group
             cols = self.bus[a:b, g.out_start : g.out_start + g.channels * g.size]
             bad = ~np.isfinite(cols).all(axis=0)
             if bad.any():
-                k = int(np.argmax(bad)) % rt.group.size
-                culprit = rt.group.ids[k]
+                culprit = g.ids[int(np.argmax(bad)) % g.size]
+                why = f"produced NaN or infinity at {when:.4f} s"
                 break
-        when = (self.frame + a) / self.samplerate
+        if culprit is None:  # finite: an output module far louder than any sound
+            played = {o[0] for o in self.outputs}
+            for rt in self._runtimes:
+                g = rt.group
+                for k, i in enumerate(g.ids):
+                    if i not in played:
+                        continue
+                    cols = g.out_start + k + g.size * np.arange(g.channels)
+                    peak = float(np.abs(self.bus[a:b, cols]).max())
+                    if peak > ABSURD:
+                        culprit = i
+                        why = (
+                            f"produced {peak:.3g} at {when:.4f} s, more than {ABSURD:g} "
+                            "(+80 dBFS): 1.0 is full scale; check its amp"
+                        )
+                        break
+                if culprit is not None:
+                    break
         if culprit is not None:
-            self._fault([culprit], f"produced NaN or infinity at {when:.4f} s")
-        np.nan_to_num(self.out[a:b], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            self._fault([culprit], why)
+        seg = self.out[a:b]
+        np.nan_to_num(seg, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        seg[np.abs(seg) > ABSURD] = 0.0
 
     def _fault(self, ids: Iterable[int], why: str, rebuild: bool = True) -> None:
         ids = [i for i in ids if i not in self.disabled]
@@ -1043,7 +1067,7 @@ class Renderer:
 _GATHER = kernels.load("bus.gather")
 _MIX_OUT = kernels.load("bus.mix_out")
 _MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
-_ALL_FINITE = kernels.load("bus.all_finite")
+_ALL_SANE = kernels.load("bus.all_sane")
 _SCRUB = kernels.load("bus.scrub")
 _RAMP = kernels.load("bus.ramp")
 _FILL = kernels.load("bus.fill")

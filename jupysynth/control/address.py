@@ -342,6 +342,7 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("errors", "h", "messages rejected with /error"),
     ("device", "s", "the output device's name ('' when headless)"),
     ("faults", "s", "JSON {id: message} of muted modules"),
+    ("limited", "i", "blocks the safety limiter turned down (the output went over full scale)"),
 )
 
 

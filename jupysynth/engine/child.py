@@ -143,6 +143,7 @@ class ChildEngine:
                 self.server.error,
                 self.server.reply,
                 self.pool,
+                limiter=cfg["limiter"],
             )
             self.driver = open_driver(
                 self.core,
@@ -219,6 +220,7 @@ class ChildEngine:
             self.server.errors,
             driver.device_name,
             json.dumps(faults),
+            core.limited,
         )
         return values, self._status_types
 

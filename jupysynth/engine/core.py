@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import guard
+from .. import guard, kernels
 from ..errors import EngineError, JupysynthError, ParamError
 from ..graph import NodeSpec
 from ..renderer import Renderer
@@ -69,6 +69,9 @@ __all__ = ["EngineCore", "RecordJob"]
 
 log = logging.getLogger("jupysynth.engine")
 
+#: Seconds the safety limiter takes to give back about 63 % of a gain reduction.
+LIMIT_RELEASE_SECONDS = 0.05
+_SAFETY_LIMIT = kernels.load("bus.safety_limit")
 #: How far ahead a time tag may be: beyond this it is a mistake (a wrong clock).
 MAX_AHEAD_SECONDS = 3600.0
 #: Scheduled messages waiting; a flood beyond this is refused, not stored.
@@ -85,7 +88,6 @@ MAX_WARMED = 16
 #: took 0.42-1.44 of its duration (median 0.64) at the engine's 0.5 ms, 0.17-0.33
 #: (median 0.21) at 0.1 ms, about the same at 0.05 ms; 0.02-0.11 with no edit.
 PREPARE_SWITCH_INTERVAL = 1e-4
-
 
 
 def user_budget(samplerate: int, blocksize: int) -> float:
@@ -228,6 +230,10 @@ class EngineCore:
         ``reply(sender, address, args, types)``: any other reply (``/synced``).
     renderer : Renderer or PoolRenderer, optional
         What renders the blocks; default: a Renderer in this process.
+    limiter : bool, default True
+        Keep the output within full scale with a peak limiter that is exactly
+        transparent below it (:data:`LIMIT_RELEASE_SECONDS` release); off,
+        the output is recorded as rendered and only clipped at +-1 for the device.
     """
 
     def __init__(
@@ -238,6 +244,7 @@ class EngineCore:
         error: Callable[[Sender | None, str, str], None],
         reply: Callable[[Sender, str, tuple, str], None],
         renderer: Any = None,
+        limiter: bool = True,
     ) -> None:
         self.samplerate = int(samplerate)
         self.blocksize = int(blocksize)
@@ -250,6 +257,10 @@ class EngineCore:
             # Python written in a cell runs on this thread: stopped when it overruns
             self.renderer.user_budget = user_budget(self.samplerate, self.blocksize)
         self.late = 0
+        self.limiter = bool(limiter)
+        self.limited = 0  # blocks the safety limiter turned down
+        self._gain = np.ones(1, dtype=np.float64)  # the limiter's gain, kept across blocks
+        self._release = 1.0 - float(np.exp(-1.0 / (LIMIT_RELEASE_SECONDS * self.samplerate)))
         self._error = error
         self._reply = reply
         self._seq = itertools.count()
@@ -408,8 +419,13 @@ class EngineCore:
             log.error("engine block at frame %d failed:\n%s", start, traceback.format_exc())
             dst.fill(0.0)
         self.frame = end
+        bs = self.blocksize
+        if self.limiter and _SAFETY_LIMIT(dst, bs, self._gain, 1.0, self._release, True):
+            self.limited += 1
         if self._recording:
             self._capture(dst, start, end)
+        if not self.limiter:  # recorded as rendered; the device never gets more than full scale
+            _SAFETY_LIMIT(dst, bs, self._gain, 1.0, self._release, False)
 
     def service(self) -> None:
         """Between two blocks, on the block thread: what need not wait for the next block.

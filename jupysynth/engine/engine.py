@@ -136,6 +136,13 @@ class Engine:
         fewer cut latency.
     device_blocksize : int, default 0
         Frames per device callback; 0 lets the host API choose (on JACK: its period).
+    limiter : bool, default True
+        A safety limiter on the output: exactly transparent below full scale,
+        it turns down (instant attack, 50 ms release) whatever would exceed
+        it, so a wrong ``amp`` never reaches ears at full blast.  Off
+        (measurements), :meth:`record` gets the output as rendered and the
+        device gets it clipped at +-1.  ``status()["limited"]`` counts the
+        blocks it turned down.
     start_timeout : float, default 120
         Seconds :meth:`start` waits for the engine (the first start compiles
         the kernels when numba's cache is empty).
@@ -161,6 +168,7 @@ class Engine:
         headless: bool = False,
         lead_blocks: int = 2,
         device_blocksize: int = 0,
+        limiter: bool = True,
         start_timeout: float = 120.0,
     ) -> None:
         if not isinstance(samplerate, int) or not 8000 <= samplerate <= 192000:
@@ -189,6 +197,7 @@ class Engine:
         self.headless = headless
         self.lead_blocks = lead_blocks
         self.device_blocksize = device_blocksize
+        self.limiter = bool(limiter)
         self.start_timeout = start_timeout
         self._port = port
         self.info: dict[str, Any] = {}
@@ -251,6 +260,7 @@ class Engine:
             "host": self.host,
             "port": self._port,
             "headless": self.headless,
+            "limiter": self.limiter,
             "parent_pid": os.getpid(),
         }
         env = dict(os.environ)
@@ -446,7 +456,8 @@ class Engine:
         at: float | None = None,
         format: str = "float32",
     ) -> np.ndarray:
-        """Record the engine's output as rendered, before the device.
+        """Record the engine's output as the device gets it (after the safety limiter, which
+        is exactly transparent below full scale; ``Engine(limiter=False)``: as rendered).
 
         Parameters
         ----------

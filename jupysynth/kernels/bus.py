@@ -160,3 +160,48 @@ def column_runs(src_cols, dst_cols):
         else:
             runs.append([a, b, 1])
     return np.asarray(runs, dtype=np.int64).reshape(-1, 3)
+
+
+@njit(**JIT)
+def all_sane(x, a, b, limit):
+    """True if rows a..b of a 2-D array hold only finite values no larger than ``limit``."""
+    for t in range(a, b):
+        for i in range(x.shape[1]):
+            if not abs(x[t, i]) <= limit:  # NaN compares false too
+                return False
+    return True
+
+
+@njit(**JIT)
+def safety_limit(x, n, gain, ceiling, release, on):
+    """Keep rows 0..n of a stereo block within +-ceiling; True if it turned anything down.
+
+    ``on``: a peak limiter with instant attack (no look-ahead, so no latency) and
+    a release of ``release`` per frame (the gain's step towards 1); the channels
+    share one gain, ``gain[0]``, kept between blocks.  Exactly transparent while
+    the gain is 1 and no sample exceeds the ceiling.  Off, or after it: a hard
+    clip at +-1, so no device is ever sent more than full scale.
+    """
+    g = gain[0]
+    engaged = False
+    for t in range(n):
+        if on:
+            peak = max(abs(x[t, 0]), abs(x[t, 1]))
+            want = ceiling / peak if peak > ceiling else 1.0
+            if want < g:
+                g = want
+                engaged = True
+            elif g < 1.0:
+                g = g + (want - g) * release
+                if g > 0.999999:
+                    g = 1.0
+            if g < 1.0:
+                x[t, 0] *= g
+                x[t, 1] *= g
+        for c in range(2):
+            if x[t, c] > 1.0:
+                x[t, c] = 1.0
+            elif x[t, c] < -1.0:
+                x[t, c] = -1.0
+    gain[0] = g
+    return engaged
