@@ -20,6 +20,7 @@ message                                                 effect
 ``/param/set <id:i> <name:s> <value:f>``                set a parameter to a number
 ``/param/connect <id:i> <name:s> <src_id:i> <port:i>``  drive a parameter by a signal
 ``/mix/inputs <id:i> [<src_id:i> <port:i>]...``         replace a Mix's inputs
+``/mix/add <id:i> [<src_id:i> <port:i>]...``            append to a Mix's inputs
 ``/out/add <id:i> [<port:i>]``                          send a module to the output
 ``/out/remove <id:i>``                                  take it off the output
 ``/fade <seconds:f>``                                   crossfade the changes at its frame
@@ -227,6 +228,12 @@ ADDRESSES: dict[str, Address] = {
         Address(
             "/mix/inputs",
             "replace the inputs of Mix `id` by (src_id, port) pairs",
+            _a("id:i"),
+            repeat=_a("src_id:i", "port:i"),
+        ),
+        Address(
+            "/mix/add",
+            "append (src_id, port) pairs to the inputs of Mix `id` (a large Mix arrives in parts)",
             _a("id:i"),
             repeat=_a("src_id:i", "port:i"),
         ),

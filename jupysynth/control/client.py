@@ -327,8 +327,8 @@ class Client:
             try:
                 if self._path is not None:
                     got = local.receive(self.sock, buf)
-                    if got is None:
-                        continue  # not from this user: dropped unread
+                    if got is None or got[0] is None:
+                        continue  # not from this user, or too large: dropped unread
                     data = got[0]
                 else:
                     data, _ = self.sock.recvfrom(65536)

@@ -155,11 +155,12 @@ def bind(path: str) -> socket.socket:
     return sock
 
 
-def receive(sock: socket.socket, buf: bytearray) -> tuple[bytes, str | None] | None:
+def receive(sock: socket.socket, buf: bytearray) -> tuple[bytes | None, str | None] | None:
     """One datagram from a process of this user: ``(data, sender path)``, else None.
 
-    None for a datagram from another uid (dropped unread), and for one larger
-    than ``buf`` (cut short by the kernel: reading half a message would be worse).
+    None for a datagram from another uid (dropped unread); ``(None, sender)``
+    for one of this user's larger than ``buf`` (cut short by the kernel, so
+    not read: half a message would be worse).
 
     Raises
     ------
@@ -171,8 +172,10 @@ def receive(sock: socket.socket, buf: bytearray) -> tuple[bytes, str | None] | N
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
             uid = _UCRED.unpack_from(data)[1]
-    if uid != os.getuid() or flags & socket.MSG_TRUNC:
+    if uid != os.getuid():
         return None
+    if flags & socket.MSG_TRUNC:
+        return None, (sender or None)
     return bytes(buf[:n]), (sender or None)
 
 

@@ -212,8 +212,17 @@ class OscServer:
                     return
                 continue
             if got is None:
-                continue  # another user's, or too large to read whole: dropped unread
-            self._guarded(got[0], got[1], True)
+                continue  # another user's: dropped unread
+            data, sender = got
+            if data is None:
+                self.error(
+                    sender,
+                    "",
+                    f"a datagram larger than {local.MAX_DATAGRAM} bytes was dropped unread; "
+                    "send it as several bundles",
+                )
+                continue
+            self._guarded(data, sender, True)
 
     def _serve_udp(self) -> None:
         assert self.udp is not None

@@ -61,6 +61,7 @@ from .. import guard, kernels
 from ..errors import EngineError, JupysynthError, ParamError
 from ..graph import NodeSpec
 from ..renderer import Renderer
+from .engine import MAX_AHEAD_SECONDS, MAX_FADE_SECONDS
 from .patch import PatchTable
 from .taps import Taps
 from .typedefs import load_type
@@ -72,12 +73,8 @@ log = logging.getLogger("jupysynth.engine")
 #: Seconds the safety limiter takes to give back about 63 % of a gain reduction.
 LIMIT_RELEASE_SECONDS = 0.05
 _SAFETY_LIMIT = kernels.load("bus.safety_limit")
-#: How far ahead a time tag may be: beyond this it is a mistake (a wrong clock).
-MAX_AHEAD_SECONDS = 3600.0
 #: Scheduled messages waiting; a flood beyond this is refused, not stored.
 MAX_PENDING = 100_000
-#: The longest crossfade ``/fade`` accepts.
-MAX_FADE_SECONDS = 10.0
 #: Tagged ``/type/define`` classes loaded ahead of their frame and not yet applied.
 MAX_WARMED = 16
 #: The interpreter's switch interval while the worker thread prepares, in seconds.
@@ -603,10 +600,13 @@ class EngineCore:
                 self._own(args[0])
                 table.connect(*args)
                 return True
-            if address == "/mix/inputs":
+            if address in ("/mix/inputs", "/mix/add"):
                 pairs = list(zip(args[1::2], args[2::2]))
                 self._own(args[0])
-                table.mix_inputs(args[0], pairs)
+                if address == "/mix/add":
+                    table.mix_add(args[0], pairs)
+                else:
+                    table.mix_inputs(args[0], pairs)
                 return True
             if address == "/out/add":
                 table.out_add(*args)
@@ -638,6 +638,15 @@ class EngineCore:
             raise EngineError(f"{address} is not applied by the engine loop")
         except JupysynthError as exc:
             self._error(sender, address, str(exc))
+            return False
+        except Exception as exc:  # noqa: BLE001 - one message's failure is that message's /error
+            log.error("%s failed:\n%s", address, traceback.format_exc())
+            self._error(
+                sender,
+                address,
+                f"the engine could not apply it ({type(exc).__name__}: {str(exc)[:200]}); "
+                "the rest plays on",
+            )
             return False
 
     def _define(self, name: str, blob: bytes) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import json
+import math
 import os
 import queue
 import socket
@@ -32,10 +33,48 @@ from ..control.client import Client
 from ..control.packets import ntp_from_unix, unix_from_ntp
 from ..errors import EngineError, ParamError
 
-__all__ = ["Engine", "default_engine", "running_engines"]
+__all__ = ["Engine", "check_fade", "check_time", "default_engine", "running_engines"]
 
 _running: list[Engine] = []
 _requests = itertools.count(1)
+
+
+#: How far from now a time given to the engine may be (its clock refuses tags further ahead).
+MAX_AHEAD_SECONDS = 3600.0
+#: The longest fade the engine takes (``/fade``).
+MAX_FADE_SECONDS = 10.0
+
+
+def check_time(what: str, at: float | None) -> float | None:
+    """``at`` as a float if it is a Unix time within an hour of now (or None); else ParamError.
+
+    Checked in the kernel, before anything is sent, so a mistake (``nan``, a time
+    in milliseconds, ``time.monotonic()``) fails in the cell that made it.
+    """
+    if at is None:
+        return None
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        raise ParamError(f"{what}={at!r} must be a Unix time in seconds, e.g. time.time() + 0.1")
+    now = time.time()
+    if abs(at - now) > MAX_AHEAD_SECONDS:
+        raise ParamError(
+            f"{what}={at!r} is {at - now:+.0f} s from now; give a Unix time in seconds within "
+            f"{MAX_AHEAD_SECONDS:.0f} s of time.time() (not time.monotonic(), not milliseconds)"
+        )
+    return float(at)
+
+
+def check_fade(fade: float) -> float:
+    """``fade`` as a float if it is from 0 to :data:`MAX_FADE_SECONDS` seconds; else ParamError."""
+    if (
+        isinstance(fade, bool)
+        or not isinstance(fade, (int, float))
+        or not 0.0 <= fade <= MAX_FADE_SECONDS
+    ):
+        raise ParamError(
+            f"fade={fade!r} must be a number of seconds from 0 to {MAX_FADE_SECONDS:g}"
+        )
+    return float(fade)
 
 
 def running_engines() -> list[Engine]:
@@ -402,6 +441,7 @@ class Engine:
 
     def send_bundle(self, messages: list[tuple], at: float | None = None) -> None:
         """Send ``[(address, *args), ...]`` as one bundle, at Unix time ``at`` to the sample."""
+        at = check_time("at", at)
         client = self._client()
         client.send_bundle([client.message(*m) for m in messages], at)
 
@@ -481,8 +521,16 @@ class Engine:
         EngineError
             If ``at`` has already been rendered, or the engine stops meanwhile.
         """
-        if not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
-            raise ParamError(f"seconds={seconds!r} must be a number from 0 to 3600")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 1.0 / self.samplerate <= seconds <= 3600
+        ):
+            raise ParamError(
+                f"seconds={seconds!r} must be a number from one frame "
+                f"({1.0 / self.samplerate:.2g} s) to 3600"
+            )
+        at = check_time("at", at)
         frames = int(round(seconds * self.samplerate))
         self._client()
         conn = self._conn

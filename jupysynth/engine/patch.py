@@ -22,17 +22,23 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from ..compile import find_cycle
 from ..errors import ParamError, PatchError
 from ..graph import Module, NodeSpec, register_type
 
-__all__ = ["MAX_MODULES", "PatchTable"]
+__all__ = ["MAX_MODULES", "MAX_SPEC_CHARS", "MAX_SPEC_DEPTH", "PatchTable"]
 
 #: Modules one engine holds; far above any patch, low enough that a flood of
 #: ``/module/new`` cannot eat the machine's memory.
 MAX_MODULES = 65536
+#: A module spec's JSON: characters, nesting and digits of one number at most.
+MAX_SPEC_CHARS = 1 << 20
+MAX_SPEC_DEPTH = 6
+MAX_SPEC_DIGITS = 40
 _MAX_ID = 2**31 - 1
 _SPEC_KEYS = ("values", "options", "inputs", "name")
 
@@ -53,6 +59,73 @@ def _pair(what: str, item: Any) -> tuple[int, int]:
     return int(item[0]), int(item[1])
 
 
+def _load_spec(type_name: str, spec_json: str) -> Any:
+    """The JSON spec of a ``/module/new``, within bounds that keep a hostile one cheap.
+
+    Raises
+    ------
+    ParamError
+        For invalid JSON, more than :data:`MAX_SPEC_CHARS` characters, nesting
+        deeper than :data:`MAX_SPEC_DEPTH` or a number of more than
+        :data:`MAX_SPEC_DIGITS` digits, saying which.
+    """
+    if not spec_json.strip():
+        return {}
+    if len(spec_json) > MAX_SPEC_CHARS:
+        raise ParamError(
+            f"{type_name} spec is {len(spec_json)} characters, more than {MAX_SPEC_CHARS}; "
+            "send a Mix's inputs in parts with /mix/add"
+        )
+    depth = deepest = 0
+    quoted = escaped = False
+    for ch in spec_json:  # nesting outside strings, before the recursive parser sees it
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    if deepest > MAX_SPEC_DEPTH:
+        raise ParamError(
+            f"{type_name} spec nests {deepest} deep, more than {MAX_SPEC_DEPTH}; "
+            "a spec is {\"values\": {...}, \"options\": {...}, \"inputs\": [[id, port], ...]}"
+        )
+
+    def number(text: str) -> float | int:
+        if len(text.lstrip("-")) > MAX_SPEC_DIGITS:
+            raise ParamError(
+                f"{type_name} spec has a number of {len(text)} digits ({text[:20]}...); "
+                f"use at most {MAX_SPEC_DIGITS}"
+            )
+        return int(text)
+
+    try:
+        return json.loads(spec_json, parse_int=number)
+    except ParamError:
+        raise
+    except ValueError as exc:
+        raise ParamError(
+            f"{type_name} spec is not valid JSON ({exc}): {spec_json[:80]!r}"
+        ) from None
+
+
+def _read_ids(spec: NodeSpec) -> Iterator[int]:
+    """The ids ``spec`` reads, once per connection."""
+    for value in spec.values.values():
+        if isinstance(value, tuple):
+            yield value[0]
+    for sid, _ in spec.inputs:
+        yield sid
+
+
 class PatchTable:
     """Modules, connections and outputs as the engine holds them.
 
@@ -70,6 +143,9 @@ class PatchTable:
         self.outputs: list[tuple[int, int, int]] = []
         # looked up live, never copied: /type/define adds and replaces types while it runs
         self._types = Module._registry
+        # how many connections read each id, built by the first free after any other change
+        # and kept by frees: freeing a 10 000-voice patch costs 10 000 scans of it otherwise
+        self._readers: Counter[int] | None = None
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -104,6 +180,19 @@ class PatchTable:
                 f"{channels} output(s) (ports 0..{channels - 1})"
             )
 
+    def _reader_counts(self) -> Counter[int]:
+        """Connections reading each id.  Never too low: only frees keep it, other changes drop it.
+
+        (A parameter disconnected in place by the engine can leave a count too high, which
+        only costs a full look at :meth:`users`.)
+        """
+        if self._readers is None:
+            counts: Counter[int] = Counter()
+            for spec in self.nodes.values():
+                counts.update(_read_ids(spec))
+            self._readers = counts
+        return self._readers
+
     def users(self, node_id: int) -> list[str]:
         """Labels of the modules reading ``node_id`` (``"LowPass#4.cutoff"``)."""
         found = []
@@ -125,6 +214,7 @@ class PatchTable:
         PatchError, ParamError
             Saying what is wrong; the table is unchanged.
         """
+        self._readers = None
         _check_id("module id", node_id)
         if node_id in self.nodes:
             raise PatchError(
@@ -137,12 +227,7 @@ class PatchTable:
         if cls is None or getattr(cls, "internal", False):
             valid = sorted(n for n, c in self._types.items() if not getattr(c, "internal", False))
             raise PatchError(f"unknown module type {type_name!r}; valid: {', '.join(valid)}")
-        try:
-            raw = json.loads(spec_json) if spec_json.strip() else {}
-        except ValueError as exc:
-            raise ParamError(
-                f"{type_name} spec is not valid JSON ({exc}): {spec_json[:80]!r}"
-            ) from None
+        raw = _load_spec(type_name, spec_json)
         if not isinstance(raw, dict) or any(k not in _SPEC_KEYS for k in raw):
             raise ParamError(
                 f"{type_name} spec must be a JSON object with keys among "
@@ -215,6 +300,7 @@ class PatchTable:
             If the new class does not fit the modules already made of the type;
             nothing is registered then.
         """
+        self._readers = None
         specs = [s for s in self.nodes.values() if s.type == type_name]
         kernels = {}
         for spec in specs:
@@ -248,14 +334,19 @@ class PatchTable:
     def free(self, node_id: int) -> None:
         """Delete a module nothing reads; it leaves the outputs too."""
         spec = self.spec(node_id)
-        users = [u for u in self.users(node_id) if not u.startswith(f"{spec.label()}.")]
-        if users:
-            raise PatchError(
-                f"{spec.label()} is still read by {', '.join(users)}; "
-                "disconnect or free those first"
-            )
-        self.outputs = [o for o in self.outputs if o[0] != node_id]
+        readers = self._reader_counts()
+        if readers[node_id]:
+            users = [u for u in self.users(node_id) if not u.startswith(f"{spec.label()}.")]
+            if users:
+                raise PatchError(
+                    f"{spec.label()} is still read by {', '.join(users)}; "
+                    "disconnect or free those first"
+                )
+        if any(o[0] == node_id for o in self.outputs):
+            self.outputs = [o for o in self.outputs if o[0] != node_id]
         del self.nodes[node_id]
+        readers.subtract(_read_ids(spec))
+        readers.pop(node_id, None)
 
     def check_value(self, spec: NodeSpec, name: str, value: Any) -> float:
         """``value`` as a float for parameter ``name`` of ``spec``, or a ParamError."""
@@ -274,6 +365,7 @@ class PatchTable:
 
     def connect(self, node_id: int, name: str, src_id: int, port: int) -> None:
         """Drive parameter ``name`` by output ``port`` of ``src_id``."""
+        self._readers = None
         spec = self.spec(node_id)
         param = self._param(spec, name)
         if not param.signal:
@@ -293,6 +385,7 @@ class PatchTable:
 
     def mix_inputs(self, node_id: int, pairs: list[tuple[int, int]]) -> None:
         """Replace the inputs of a Mix."""
+        self._readers = None
         spec = self.spec(node_id)
         if not self.cls(spec).reads_bus:
             raise PatchError(f"{spec.label()} is not a Mix; /mix/inputs only applies to Mix")
@@ -305,6 +398,13 @@ class PatchTable:
             spec.inputs = was
             names = " -> ".join(self.nodes[i].label() for i in cycle)
             raise PatchError(f"these inputs would close a loop ({names}); use a Feedback module")
+
+    def mix_add(self, node_id: int, pairs: list[tuple[int, int]]) -> None:
+        """Append inputs to a Mix (a Mix with thousands of inputs arrives in parts)."""
+        spec = self.spec(node_id)
+        if len(spec.inputs) + len(pairs) > MAX_MODULES:
+            raise PatchError(f"{spec.label()} would have more than {MAX_MODULES} inputs")
+        self.mix_inputs(node_id, spec.inputs + list(pairs))
 
     def out_add(self, node_id: int, port: int | None = None) -> None:
         """Add every channel of a module, or one port, to the output (again: no change)."""
@@ -333,5 +433,6 @@ class PatchTable:
 
     def clear(self) -> None:
         """Forget every module and output (``/panic``)."""
+        self._readers = None
         self.nodes.clear()
         self.outputs.clear()

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..errors import EngineError
 from ..graph import Module, Port, as_outputs, type_name, watch_types
-from .engine import Engine, default_engine
+from .engine import Engine, check_fade, check_time, default_engine
+from .patch import MAX_MODULES
 from .throttle import Throttle
 from .typedefs import dump_type, is_builtin
 
@@ -34,12 +35,14 @@ __all__ = ["Player", "panic", "play", "stop"]
 
 #: Bytes per bundle: under what one UDP datagram carries (65507), with room to spare.
 MAX_BUNDLE = 60000
+#: Inputs of a Mix sent in its ``/module/new``; more follow in ``/mix/add`` parts of this many.
+MIX_PART = 2000
 #: Seconds to wait for the engine after sending a module class: it compiles a new
 #: ``sample`` function with numba (about a second) before it answers.
 DEFINE_SYNC_TIMEOUT = 30.0
 
 
-def _spec_json(m: Module, with_signals: bool = True) -> str:
+def _spec_json(m: Module, with_signals: bool = True, with_inputs: bool = True) -> str:
     values: dict[str, Any] = {}
     for k, v in m._values.items():
         if isinstance(v, Port):
@@ -50,12 +53,20 @@ def _spec_json(m: Module, with_signals: bool = True) -> str:
     raw: dict[str, Any] = {"values": values}
     if m._opts:
         raw["options"] = dict(m._opts)
-    inputs = [[p.module.id, p.index] for p in m.extra_sources()]
+    inputs = [[p.module.id, p.index] for p in m.extra_sources()] if with_inputs else []
     if inputs:
         raw["inputs"] = inputs
     if m.name:
         raw["name"] = m.name
     return json.dumps(raw)
+
+
+def _build_wait(modules: int) -> float:
+    """Seconds to wait for the engine to rebuild a patch after ``modules`` were added or freed.
+
+    About 0.1 ms a module here (10 000 sines: 1.1 s), and a margin for a busy machine.
+    """
+    return 2.0 + modules / 2000
 
 
 def _reads(m: Module) -> list[Module]:
@@ -113,10 +124,16 @@ class Player:
                 stack.append((m, True))
                 stack.extend((src, False) for src in reversed(_reads(m)))
         messages: list[tuple] = self._definitions(order)
-        messages += [
-            ("/module/new", m.id, type_name(type(m)), _spec_json(m, not m.breaks_cycles))
-            for m in order
-        ]
+        for m in order:
+            sources = m.extra_sources()
+            small = len(sources) <= MIX_PART
+            messages.append(
+                ("/module/new", m.id, type_name(type(m)), _spec_json(m, not m.breaks_cycles, small))
+            )
+            if not small:  # one datagram could not carry them: in parts
+                for k in range(0, len(sources), MIX_PART):
+                    pairs = [v for p in sources[k : k + MIX_PART] for v in (p.module.id, p.index)]
+                    messages.append(("/mix/add", m.id, *pairs))
         return order, messages + deferred
 
     def _definitions(self, mods: Iterable[Module]) -> list[tuple]:
@@ -201,11 +218,20 @@ class Player:
         Raises
         ------
         EngineError
-            If the engine rejects part of it (then none of it plays).
+            If the engine rejects part of it, or the patch is larger than the
+            engine holds (then none of it plays, and the engine keeps nothing of it).
         """
         ports = as_outputs(patch)
+        at = check_time("at", at)
+        fade = check_fade(fade)
         with self._lock:
             order, messages = self._new(p.module for p in ports)
+            if len(self.modules) + len(order) > MAX_MODULES:
+                raise EngineError(
+                    f"this patch has {len(order)} new modules; with the {len(self.modules)} "
+                    f"playing, that is more than the {MAX_MODULES} an engine holds; "
+                    "play fewer voices (or stop some first)"
+                )
             if fade > 0:
                 messages.append(("/fade", float(fade)))
             messages += [("/out/add", p.module.id, p.index) for p in ports]
@@ -219,16 +245,19 @@ class Player:
             defined = [m[1] for m in messages if m[0] == "/type/define"]
             try:
                 self._send(messages, at)
-            except EngineError:
+                if at is None:
+                    # a large patch takes the engine a while to build
+                    wait = _build_wait(len(order))
+                    self.engine.sync(DEFINE_SYNC_TIMEOUT if defined else wait)
+            except (EngineError, OSError) as exc:
                 self._forget_types(defined)
-                raise
-            if at is None:
                 try:
-                    self.engine.sync(DEFINE_SYNC_TIMEOUT if defined else 2.0)
-                except EngineError:
-                    self._forget_types(defined)
                     self._undo(ports, order)
-                    raise
+                except EngineError:
+                    pass  # the engine is gone: nothing of it is left there either
+                if isinstance(exc, OSError):
+                    raise EngineError(f"sending the patch failed: {exc}") from None
+                raise
 
     def _forget_types(self, names: list[str]) -> None:
         # not known to have reached the engine: send them again next time
@@ -236,15 +265,16 @@ class Player:
             self._sent.pop(name, None)
 
     def _undo(self, ports: list[Port], order: list[Module]) -> None:
-        client = self.engine._client()
+        """Take back a failed play: its outputs and every module it created (sent or not)."""
         for p in ports:
             self.roots.pop(p.module.id, None)
-            client.send("/out/remove", p.module.id)
-        for m in reversed(order):
-            client.send("/module/free", m.id)
+        for m in order:
             m.unobserve(self._changed)
             self.modules.pop(m.id, None)
-        client.sync()
+        undo = [("/out/remove", p.module.id) for p in ports]
+        undo += [("/module/free", m.id) for m in reversed(order)]
+        self._send(undo, None)  # an id the engine never got is refused: harmless
+        self.engine._client().sync(_build_wait(len(order)))
 
     def stop(self, patch: Module | Port | Iterable[Module | Port], fade: float = 0.0) -> None:
         """Take ``patch`` off the output and free the modules nothing else plays.
@@ -256,6 +286,7 @@ class Player:
         EngineError
             If it is not playing on this engine.
         """
+        fade = check_fade(fade)
         ids = list(dict.fromkeys(p.module.id for p in as_outputs(patch)))
         with self._lock:
             missing = [i for i in ids if i not in self.roots]
@@ -286,7 +317,7 @@ class Player:
                 m.unobserve(self._changed)
                 del self.modules[m.id]
             self._send(messages, None)
-            self.engine.sync()
+            self.engine.sync(_build_wait(len(gone)))
 
     @staticmethod
     def _consumers_first(mods: dict[int, Module]) -> list[Module]:
