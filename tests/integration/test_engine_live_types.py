@@ -96,7 +96,8 @@ def redefine(cls, **body):
 
 @pytest.fixture(scope="module")
 def engine():
-    with Engine(headless=True, limiter=False)  # two doubled ramps sum over 1 as e:
+    # measured as rendered: two doubled ramps sum over full scale
+    with Engine(headless=True, limiter=False) as e:
         yield e
     assert not e.running
 
