@@ -9,9 +9,9 @@ Prints three tables:
    UDP ``recvfrom``, in the same process, same message, interleaved batches.
 2. A ``/ping`` round trip to a live headless engine over its owner's socket and
    over its public UDP port (the same engine, alternating).
-3. The block loop's cost per block of a patch without user code and of one
-   with a ``process()`` module, with the guard on user code (a timer armed
-   around it) and without (``Renderer(guard_user_code=False)``).
+3. The renderer's cost per block of a patch without user code and of one
+   with a ``process()`` module, with the engine's guard on user code (a timer
+   armed around each call, :mod:`jupysynth.guard`) and without it (as offline).
 """
 
 from __future__ import annotations
@@ -87,8 +87,12 @@ def round_trips(n: int = 400) -> tuple[float, float]:
 def block_costs(blocks: int = 3000) -> list[tuple[str, float, float]]:
     """(patch, us per block guarded, us per block unguarded) of the renderer's process()."""
     import jupysynth as js
-    from jupysynth.graph import Module, Param
+    from jupysynth import guard
+    from jupysynth.engine.core import user_budget
+    from jupysynth.graph import Module, Param, snapshot
     from jupysynth.renderer import Renderer
+
+    guard.install()  # as the engine process does, on its main thread
 
     class Fold(Module):
         params = (Param("input", 0.0, -1e30, 1e30),)
@@ -105,9 +109,11 @@ def block_costs(blocks: int = 3000) -> list[tuple[str, float, float]]:
     out = []
     for name, make in patches.items():
         costs = []
-        for guard in (True, False):
-            patch = make()
-            r = Renderer.for_patch(patch, 48000, 128, guard_user_code=guard)
+        for guarded in (True, False):
+            nodes, outputs = snapshot(make())
+            r = Renderer(nodes, outputs, 48000, 128)
+            r.user_budget = user_budget(48000, 128) if guarded else None
+            r.update(nodes, outputs)  # the python group is built with the budget
             for _ in range(200):
                 r.process(128)
             t = time.perf_counter()
