@@ -144,6 +144,7 @@ class ChildEngine:
                 self.server.reply,
                 self.pool,
                 limiter=cfg["limiter"],
+                code_budget=cfg["code_budget"],
             )
             self.driver = open_driver(
                 self.core,

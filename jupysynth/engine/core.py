@@ -231,6 +231,8 @@ class EngineCore:
         Keep the output within full scale with a peak limiter that is exactly
         transparent below it (:data:`LIMIT_RELEASE_SECONDS` release); off,
         the output is recorded as rendered and only clipped at +-1 for the device.
+    code_budget : float, optional
+        Seconds a cell's ``process()`` may take per call (default :func:`user_budget`).
     """
 
     def __init__(
@@ -242,6 +244,7 @@ class EngineCore:
         reply: Callable[[Sender, str, tuple, str], None],
         renderer: Any = None,
         limiter: bool = True,
+        code_budget: float | None = None,
     ) -> None:
         self.samplerate = int(samplerate)
         self.blocksize = int(blocksize)
@@ -252,7 +255,9 @@ class EngineCore:
         self.renderer = renderer or Renderer({}, [], self.samplerate, self.blocksize)
         if isinstance(self.renderer, Renderer) and guard.installed():
             # Python written in a cell runs on this thread: stopped when it overruns
-            self.renderer.user_budget = user_budget(self.samplerate, self.blocksize)
+            self.renderer.user_budget = code_budget or user_budget(
+                self.samplerate, self.blocksize
+            )
         self.late = 0
         self.limiter = bool(limiter)
         self.limited = 0  # blocks the safety limiter turned down

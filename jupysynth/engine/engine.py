@@ -182,6 +182,10 @@ class Engine:
         (measurements), :meth:`record` gets the output as rendered and the
         device gets it clipped at +-1.  ``status()["limited"]`` counts the
         blocks it turned down.
+    code_budget : float, optional
+        Seconds one ``process()`` call of a module written in a cell may take
+        on the block thread before it is stopped and muted (``workers=0``);
+        default two blocks, at least 5 ms (:func:`jupysynth.engine.core.user_budget`).
     start_timeout : float, default 120
         Seconds :meth:`start` waits for the engine (the first start compiles
         the kernels when numba's cache is empty).
@@ -208,6 +212,7 @@ class Engine:
         lead_blocks: int = 2,
         device_blocksize: int = 0,
         limiter: bool = True,
+        code_budget: float | None = None,
         start_timeout: float = 120.0,
     ) -> None:
         if not isinstance(samplerate, int) or not 8000 <= samplerate <= 192000:
@@ -236,7 +241,14 @@ class Engine:
         self.headless = headless
         self.lead_blocks = lead_blocks
         self.device_blocksize = device_blocksize
+        if code_budget is not None and (
+            isinstance(code_budget, bool)
+            or not isinstance(code_budget, (int, float))
+            or not 0.001 <= code_budget <= 60
+        ):
+            raise ParamError(f"code_budget={code_budget!r} must be from 0.001 to 60 seconds")
         self.limiter = bool(limiter)
+        self.code_budget = code_budget
         self.start_timeout = start_timeout
         self._port = port
         self.info: dict[str, Any] = {}
@@ -300,6 +312,7 @@ class Engine:
             "port": self._port,
             "headless": self.headless,
             "limiter": self.limiter,
+            "code_budget": self.code_budget,
             "parent_pid": os.getpid(),
         }
         env = dict(os.environ)

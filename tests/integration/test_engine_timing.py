@@ -227,7 +227,8 @@ class Capture:
 
 @pytest.fixture(scope="module")
 def device_engine(sound_card):
-    with Engine(device=sound_card.device_index()) as e:
+    # Nap stalls the block loop on purpose: a budget long enough to let it
+    with Engine(device=sound_card.device_index(), code_budget=2.0) as e:
         yield e
 
 
