@@ -180,19 +180,27 @@ def receive(sock: socket.socket, buf: bytearray) -> tuple[bytes | None, str | No
 
 
 def sweep() -> int:
-    """Remove sockets in :func:`runtime_dir` of processes that are gone; how many.
+    """Remove what processes of this user that are gone left behind; how many.
 
-    A kernel or engine killed with SIGKILL cannot remove its socket: the
-    next engine started does it.
+    Their sockets in :func:`runtime_dir` (``engine-<pid>.sock``,
+    ``client-<pid>-<n>.sock``) and the engines' tap rings in ``/dev/shm``
+    (``jupysynth-<uid>-tap-<pid>-<random>``): a kernel or engine killed with
+    SIGKILL cannot remove them, so the next engine started does.
     """
     removed = 0
-    d = runtime_dir()
-    for entry in os.scandir(d):
+    found: list[tuple[str, str]] = []  # (path, pid)
+    for entry in os.scandir(runtime_dir()):
         parts = entry.name.split("-")
-        if not entry.name.endswith(".sock") or len(parts) < 2:
-            continue
+        if entry.name.endswith(".sock") and len(parts) >= 2:
+            found.append((entry.path, parts[1].split(".")[0]))
+    rings = f"jupysynth-{os.getuid()}-tap-"
+    if os.path.isdir("/dev/shm"):
+        for entry in os.scandir("/dev/shm"):
+            if entry.name.startswith(rings):
+                found.append((entry.path, entry.name[len(rings) :].split("-")[0]))
+    for path, pid_text in found:
         try:
-            pid = int(parts[1].split(".")[0])
+            pid = int(pid_text)
         except ValueError:
             continue
         try:
@@ -203,7 +211,9 @@ def sweep() -> int:
         except PermissionError:
             continue
         try:
-            os.unlink(entry.path)
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            os.unlink(path)
             removed += 1
         except OSError as exc:
             if exc.errno != errno.ENOENT:

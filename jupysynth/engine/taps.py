@@ -49,7 +49,8 @@ class _Ring:
     """One open tap: the mapping, its views and the module output it follows."""
 
     def __init__(self, module_id: int, port: int, capacity: int) -> None:
-        self.name = f"jupysynth-{os.getuid()}-tap-{secrets.token_hex(8)}"
+        # the pid lets the next engine remove the rings of one that was killed (local.sweep)
+        self.name = f"jupysynth-{os.getuid()}-tap-{os.getpid()}-{secrets.token_hex(8)}"
         path = os.path.join(_SHM_DIR, self.name)
         size = ring_bytes(capacity)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW

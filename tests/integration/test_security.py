@@ -355,7 +355,7 @@ def test_a_stale_runtime_directory_of_another_user_is_refused(tmp_path, monkeypa
         local.runtime_dir()
 
 
-def test_a_sigkilled_clients_socket_is_swept_by_the_next_engine():
+def test_what_a_sigkilled_process_left_is_swept_by_the_next_engine():
     pid = os.fork()
     if pid == 0:
         Client(path="/nonexistent")  # binds its socket, then dies without closing it
@@ -363,5 +363,8 @@ def test_a_sigkilled_clients_socket_is_swept_by_the_next_engine():
     os.waitpid(pid, 0)
     left = [p for p in os.listdir(local.runtime_dir()) if p.startswith(f"client-{pid}-")]
     assert left
+    ring = Path(f"/dev/shm/jupysynth-{os.getuid()}-tap-{pid}-0123456789abcdef")  # its engine's
+    ring.write_bytes(b"\0" * 128)
     with Engine(headless=True):
         assert not [p for p in os.listdir(local.runtime_dir()) if p.startswith(f"client-{pid}-")]
+        assert not ring.exists()
