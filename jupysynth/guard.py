@@ -31,7 +31,7 @@ True
 ...     guard.call(time.sleep, {"secs": 5.0}, budget=0.01)
 ... except guard.Overrun as exc:
 ...     print(str(exc)[:50])
-took longer than 10 ms, its budget on the engine's
+took longer than 10 ms, its budget per block, and
 """
 
 from __future__ import annotations
@@ -69,9 +69,8 @@ class UserExit(BaseException):
 def _on_alarm(signum: int, frame: Any) -> None:
     if _armed:
         raise Overrun(
-            f"took longer than {_budget * 1e3:.0f} ms, its budget on the engine's block "
-            "thread, and was stopped; make it faster (numpy on the whole block, heavy "
-            "work in setup())"
+            f"took longer than {_budget * 1e3:.0f} ms, its budget per block, and was "
+            "stopped; make it faster (numpy on the whole block, heavy work in setup())"
         )
 
 

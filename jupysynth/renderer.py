@@ -31,7 +31,7 @@ import numpy as np
 
 from . import guard, kernels
 from .compile import Binding, Group, Schedule, compile_schedule
-from .errors import JupysynthWarning, ParamError, PatchError
+from .errors import JupysynthError, JupysynthWarning, ParamError, PatchError
 from .graph import (
     PYTHON_KERNEL,
     SAMPLE_KERNEL,
@@ -227,6 +227,7 @@ class Plan:
     chunk: int
     after: Plan | None = None  # a crossfade's patch once it has faded
     setup_faults: list[tuple[int, str]] = field(default_factory=list)  # (id, why) muted at install
+    sandbox_keys: list[int] = field(default_factory=list)  # what its cell code uses in the sandbox
 
 
 def _runs(slots: list[int]) -> list[tuple[int, int]]:
@@ -297,6 +298,10 @@ class Renderer:
         #: Seconds one ``process()`` call of a module written in Python may take before it
         #: is stopped and muted (:mod:`jupysynth.guard`); None: no budget (offline).
         self.user_budget: float | None = None
+        #: Where code written in cells renders (the engine with ``workers=0``); None: here.
+        self.sandbox: Any = None
+        #: Set when the patch should be built again as it is (the sandbox came back).
+        self.rebalance_wanted = False
         self._compile()
 
     # -- building ------------------------------------------------------------------------
@@ -355,7 +360,12 @@ class Renderer:
                     ncols += g.size
                     params.append(p)
             layout.append((g, params))
-        bus = np.zeros((self.blocksize, ncols), dtype=np.float32)
+        sandbox, bus_key, keys = self._sandbox_for(sched), None, []
+        if sandbox is not None:
+            bus, bus_key = self._shared(sandbox, (self.blocksize, ncols), np.float32)
+            keys.append(bus_key)
+        else:
+            bus = np.zeros((self.blocksize, ncols), dtype=np.float32)
         runtimes: list[_Runtime] = []
         where: dict[int, tuple[_Runtime, int]] = {}
         # the Python objects of muted modules wait for their revival; freed ones go
@@ -368,7 +378,22 @@ class Renderer:
             for p in params:
                 if p.binding.kind == "const":
                     _FILL(bus, p.col, p.vals)
-            state = self._make_state(g, specs, old, carry)
+            user = g.kernel in (PYTHON_KERNEL, SAMPLE_KERNEL)
+            slots_key = None
+            if user and self.sandbox is not None and g.kernel == SAMPLE_KERNEL and bus_key:
+                # the sandbox runs the loop on this state: shared, carried here as any other
+                held: list[int] = []
+
+                def alloc(shape: tuple, dtype: Any, held: list[int] = held) -> np.ndarray:
+                    arr, key = self._shared(sandbox, shape, dtype)
+                    held.append(key)
+                    return arr
+
+                state = self._make_state(g, specs, old, carry, alloc)
+                keys += held
+                slots_key = held[0] if held else None
+            else:
+                state = self._make_state(g, specs, old, carry)
             extra: tuple = ()
             if g.cls.reads_bus:
                 ins = g.bindings["__inputs__"]
@@ -383,7 +408,11 @@ class Renderer:
                     np.asarray(rptr, dtype=np.int64),
                 )
             args = (g.size, g.out_start, *(p.col for p in params), *state, *extra)
-            if g.kernel == PYTHON_KERNEL:
+            if user and self.sandbox is not None:
+                general = self._remote_group(g, specs, params, bus_key, slots_key, setup_faults)
+                if general.key is not None:
+                    keys.append(general.key)
+            elif g.kernel == PYTHON_KERNEL:
                 general = self._python_group(g, specs, params, objects, takeovers, setup_faults)
             elif g.kernel == SAMPLE_KERNEL:
                 general = _sample_group(g, params, state, bus)
@@ -447,6 +476,7 @@ class Renderer:
             rmode,
             FEEDBACK_CHUNK if sched.has_feedback else self.blocksize,
             setup_faults=setup_faults,
+            sandbox_keys=keys,
         )
 
     def _install(self, plan: Plan) -> None:
@@ -479,6 +509,9 @@ class Renderer:
         self.disabled = set(plan.disabled)
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]  # freed: an id used again is a new module
+        if self.sandbox is not None and plan.sandbox_keys:
+            after = plan.after.sandbox_keys if plan.after is not None else []
+            self.sandbox.retain(plan.sandbox_keys + after)
         if plan.setup_faults:
             for i, why in plan.setup_faults:  # muted alone; dropped from the schedule next span
                 self._fault([i], why, rebuild=False)
@@ -499,6 +532,131 @@ class Renderer:
         self._chunk = plan.chunk
         self._changed.clear()
         self._generation += 1
+
+    # -- code written in cells, in the sandbox (the engine) ---------------------------------
+
+    def _sandbox_for(self, sched: Schedule) -> Any:
+        """The sandbox, running, if this schedule has cell code to render there; else None.
+
+        Off the block thread (a prepare), or with nothing playing, it waits for a
+        sandbox that is starting; on a playing block thread it does not, and the
+        cell code is silent until the sandbox is up and the patch built again.
+        """
+        sandbox = self.sandbox
+        if sandbox is None or not any(
+            g.kernel in (PYTHON_KERNEL, SAMPLE_KERNEL) for g in sched.groups
+        ):
+            return None
+        if not sandbox.ready.is_set():
+            sandbox.ensure_started()
+            if not self._on_block_thread():
+                from .engine.sandbox import START_TIMEOUT
+
+                sandbox.ready.wait(START_TIMEOUT)
+        return sandbox if sandbox.ready.is_set() else None
+
+    def _on_block_thread(self) -> bool:
+        """True on the engine's playing block thread, which must not wait for the sandbox."""
+        return threading.current_thread() is threading.main_thread() and bool(self._runtimes)
+
+    def _shared(self, sandbox: Any, shape: tuple, dtype: Any) -> tuple[np.ndarray, int]:
+        """A zeroed array the sandbox maps too, and its key there (0: not mapped, local)."""
+        import os
+
+        from .engine.sandbox import SandboxGone, shared_zeros
+
+        arr, fd = shared_zeros(tuple(shape), dtype)
+        key = sandbox.key()
+        try:
+            sandbox.request(
+                ("map", key, tuple(shape), np.dtype(dtype).str),
+                (fd,),
+                wait=not self._on_block_thread(),
+            )
+        except SandboxGone:
+            key = 0  # its groups render silence; the patch is built again when it is back
+            self.rebalance_wanted = True
+        finally:
+            os.close(fd)
+        return arr, key
+
+    def _remote_group(
+        self,
+        g: Group,
+        specs: list[NodeSpec],
+        params: list[_Param],
+        bus_key: int | None,
+        slots_key: int | None,
+        setup_faults: list[tuple[int, str]],
+    ) -> Any:
+        """A callable with a kernel's signature that has the sandbox render group ``g``.
+
+        Its ``key`` attribute is the group's key in the sandbox (None when the
+        sandbox was not there to define it: the group renders silence).
+        """
+        from .engine.sandbox import SandboxGone
+
+        sandbox = self.sandbox
+        out, chans, n = g.out_start, g.channels, g.size
+        ids = list(g.ids)
+        cols = [p.col for p in params]
+        key = None
+        if bus_key:
+            key = sandbox.key()
+            if g.kernel == PYTHON_KERNEL:
+                instances = [(sp.id, sp.name, dict(sp.values), dict(sp.options)) for sp in specs]
+                budget = self.user_budget or sandbox.budget
+                payload: tuple = (
+                    [p.name for p in params], out, chans, n, instances, self.samplerate, budget
+                )
+            else:
+                payload = (n, out)
+            try:
+                blob = sandbox.blob(g.cls)
+                msg = ("group", key, g.kernel, type_name(g.cls), blob, bus_key, slots_key, cols)
+                answer = sandbox.request((*msg, payload), wait=not self._on_block_thread())
+            except (SandboxGone, JupysynthError) as exc:
+                answer = ("error", str(exc))
+            if answer[0] == "error":
+                if isinstance(answer[1], str) and "busy" in answer[1]:
+                    self.rebalance_wanted = True  # not its fault: built again in a moment
+                else:
+                    setup_faults.extend((i, answer[1]) for i in ids)
+                key = None
+            else:
+                setup_faults.extend((ids[k], why) for k, why in answer[1])
+                sandbox.owners[key] = ids
+        generation = sandbox.generation
+
+        def silent(a: int, b: int, sr: float, bus: np.ndarray, *_: Any) -> None:
+            bus[a:b, out : out + chans * n] = 0.0
+            if sandbox.ready.is_set():  # it is back (or was busy): build the patch on it
+                self.rebalance_wanted = True
+            else:
+                sandbox.ensure_started()
+
+        def run(a: int, b: int, sr: float, bus: np.ndarray, *_: Any) -> None:
+            if key is None or sandbox.generation != generation or not sandbox.ready.is_set():
+                silent(a, b, sr, bus)
+                return
+            try:
+                faults = sandbox.run(key, a, b)
+            except SandboxGone as exc:
+                bus[a:b, out : out + chans * n] = 0.0
+                gone = [i for i in exc.culprits if i in self.nodes]
+                if gone:
+                    self._fault(gone, str(exc), rebuild=False)
+                sandbox.restart_later()  # its groups are silent until the patch is built on it
+                return
+            if faults is None:  # late: this span is silence
+                bus[a:b, out : out + chans * n] = 0.0
+                return
+            for i, why in faults:
+                if i in self.nodes:
+                    self._fault([i], why, rebuild=False)
+
+        run.key = key  # type: ignore[attr-defined]
+        return run
 
     def _python_group(
         self,
@@ -590,6 +748,7 @@ class Renderer:
         specs: list[NodeSpec],
         old: dict[int, tuple[_Runtime, int]],
         carry: dict[Any, tuple],
+        alloc: Any = None,
     ) -> list[np.ndarray]:
         """New state arrays for group ``g``: initial values for new modules, and in
         ``carry`` what to copy from the old arrays of the modules that stay."""
@@ -598,7 +757,10 @@ class Renderer:
         for sdecl in g.cls.state:
             lead = g.cls.state_lead(sdecl, specs, self.samplerate)
             shape = lead if sdecl.shared else (*lead, n)
-            arr = np.zeros(shape, dtype=np.dtype(sdecl.dtype))
+            if alloc is None:
+                arr = np.zeros(shape, dtype=np.dtype(sdecl.dtype))
+            else:
+                arr = alloc(shape, np.dtype(sdecl.dtype))
             arrays.append(arr)
         names = [s.name for s in g.cls.state]
         for k, spec in enumerate(specs):

@@ -267,6 +267,7 @@ class ChildEngine:
             driver.close()
             # the block loop has ended: no write can race this (a dead kernel leaves none)
             core.taps.close_all()
+            core.close()
             if self.pool is not None:
                 self.pool.close()
 

@@ -254,10 +254,12 @@ class EngineCore:
         # a Renderer, or anything with its interface (the worker pool)
         self.renderer = renderer or Renderer({}, [], self.samplerate, self.blocksize)
         if isinstance(self.renderer, Renderer) and guard.installed():
-            # Python written in a cell runs on this thread: stopped when it overruns
-            self.renderer.user_budget = code_budget or user_budget(
-                self.samplerate, self.blocksize
-            )
+            # code written in cells renders in a sandbox process, under a time budget
+            from .sandbox import Sandbox
+
+            budget = code_budget or user_budget(self.samplerate, self.blocksize)
+            self.renderer.user_budget = budget
+            self.renderer.sandbox = Sandbox(self.samplerate, budget)
         self.late = 0
         self.limiter = bool(limiter)
         self.limited = 0  # blocks the safety limiter turned down
@@ -366,10 +368,13 @@ class EngineCore:
         )
 
     def close(self) -> None:
-        """End the worker thread, if one started (the engine process ends it by exiting)."""
+        """End the worker thread and the sandbox, if they started."""
         if self._preparer is not None:
             self._preparer.close()
             self._preparer = None
+        sandbox = getattr(self.renderer, "sandbox", None)
+        if sandbox is not None:
+            sandbox.close()
 
     def next_scheduled(self) -> int | None:
         """Frame of the earliest time-tagged message waiting, if any."""
@@ -656,6 +661,7 @@ class EngineCore:
 
     def _define(self, name: str, blob: bytes) -> bool:
         """Load and register a module class; True if modules of it play (swap them)."""
+        self._start_sandbox()
         # unpickling a small class takes about a millisecond, well inside a block
         cls = self._warmed.pop((name, blob), None) or load_type(name, blob)
         for i, spec in list(self.table.nodes.items()):
@@ -805,6 +811,7 @@ class EngineCore:
         key = (name, blob)
         if not isinstance(self.renderer, Renderer):
             return  # workers render (and compile) it: nothing to gain in this process
+        self._start_sandbox()
         if key in self._warmed or len(self._warmed) >= MAX_WARMED:
             return
         try:
@@ -824,6 +831,12 @@ class EngineCore:
                 pass
 
         self._preparer.submit(job)
+
+    def _start_sandbox(self) -> None:
+        """A class written in a cell is coming: have its sandbox start (off this thread)."""
+        sandbox = getattr(self.renderer, "sandbox", None)
+        if sandbox is not None:
+            sandbox.ensure_started()
 
     def _rebuild(self, senders: list[Sender], fade: int | None = None) -> None:
         """Install the table in the renderer now, on the block thread."""

@@ -75,6 +75,37 @@ class BadSetup(Module):
         return input
 
 
+class Segfault(Module):
+    params = (Param("input", 0.0, -1e30, 1e30),)
+
+    def process(self, input):
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+class Forever(Module):
+    """A per-sample function compiled by numba that never returns: no Python to interrupt."""
+
+    params = (Param("input", 0.0, -1e30, 1e30),)
+
+    @staticmethod
+    def sample(x):
+        y = abs(x) + 1.0
+        while y > 0.5:
+            y = y * 1.0
+        return y
+
+
+class Half(Module):
+    """A well-behaved cell module, playing beside the bad ones."""
+
+    params = (Param("input", 0.0, -1e30, 1e30),)
+
+    def process(self, input):
+        return 0.5 * input
+
+
 class Huge(Module):
     params = (Param("input", 0.0, -1e30, 1e30),)
 
@@ -86,17 +117,39 @@ class Huge(Module):
 def engine():
     with Engine(headless=True) as e:
         sine = js.Sine(freq=1000, amp=0.3, name="innocent")
-        play(sine, e)
+        good = Half(input=js.Sine(freq=3000, amp=0.2), name="good cell code")
+        play([sine, good], e)
         e.sync()
         yield e
     assert not e.running
 
 
 def sine_alone(engine) -> np.ndarray:
-    x = engine.record(0.2)[:, 0]
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    assert np.argmax(spectrum) * 48000 / len(x) == pytest.approx(1000, abs=6)
-    assert np.abs(x).max() == pytest.approx(0.3, rel=1e-3)
+    """The innocent sine and the good cell module, both playing: nothing else."""
+
+    def heard() -> tuple[np.ndarray, float, float, float]:
+        x = engine.record(0.2)[:, 0]
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        hz = 48000 / len(x)
+        k1, k3 = round(1000 / hz), round(3000 / hz)
+        level1 = spectrum[k1 - 2 : k1 + 3].max()
+        level3 = spectrum[k3 - 2 : k3 + 3].max()
+        for k in (k1, k3):
+            spectrum[k - 3 : k + 4] = 0
+        return x, level1, level3, spectrum.max()
+
+    # after a crash the sandbox, and the good module's sound, are back within a second
+    deadline = time.monotonic() + 5.0
+    x, level1, level3, other = heard()
+    while time.monotonic() < deadline and (
+        abs(level3 - level1 / 3) > 0.05 * level1 / 3 or abs(np.abs(x).max() - 0.2828) > 0.002
+    ):
+        time.sleep(0.1)
+        x, level1, level3, other = heard()
+    assert level3 == pytest.approx(level1 / 3, rel=0.05)  # 0.1 against 0.3
+    # 0.3 sin(x) + 0.1 sin(3x), in phase: peaks at 0.6 s - 0.4 s^3 for s = 1/sqrt(2)
+    assert np.abs(x).max() == pytest.approx(0.2828, rel=0.01)
+    assert other < 1e-3 * level1
     return x
 
 
@@ -113,13 +166,15 @@ def wait_fault(engine, module_id: int, timeout: float = 5.0) -> str:
 @pytest.mark.parametrize(
     "cls, reason",
     [
-        (Sleeper, "took longer than 5 ms, its budget on the engine's block thread"),
-        (Spinner, "took longer than 5 ms, its budget on the engine's block thread"),
+        (Sleeper, "took longer than 5 ms, its budget per block"),
+        (Spinner, "took longer than 5 ms, its budget per block"),
         (Quitter, "SystemExit: 1"),
         (HardQuitter, "os._exit(3) was called; a module may not end the engine"),
         (Interrupted, "KeyboardInterrupt"),
         (BadSetup, "RuntimeError: no wavetable"),
         (Huge, "more than 10000 (+80 dBFS): 1.0 is full scale"),
+        (Segfault, "crashed the sandbox process its code runs in"),
+        (Forever, "without returning (a loop that Python cannot interrupt"),
     ],
 )
 def test_a_misbehaving_module_is_muted_and_named_and_the_rest_plays_on(engine, cls, reason):
@@ -133,7 +188,7 @@ def test_a_misbehaving_module_is_muted_and_named_and_the_rest_plays_on(engine, c
         assert "setup() failed" in text
     status = engine.status()
     assert engine.running and status["running"]
-    assert status["modules"] == 3  # the sine, the bad module and its saw: nothing cleared
+    assert status["modules"] == 5  # the sine, the good one and its input, the bad one, its saw
     assert status["frame"] > frame
     sine_alone(engine)
     stop(bad, engine)
@@ -154,6 +209,18 @@ def test_an_output_far_too_loud_is_muted_and_a_loud_one_is_limited_to_full_scale
     stop(absurd, engine)
     engine.record(0.2)  # the limiter's gain comes back within its release
     sine_alone(engine)
+
+
+def test_a_patch_without_cell_code_starts_no_sandbox():
+    from tests.procs import children_of
+
+    with Engine(headless=True) as e:
+        play(js.LowPass(js.Saw(freq=110), cutoff=800), e)
+        e.sync()
+        assert children_of(e.pid) == []
+        play(Half(input=js.Sine(freq=300, amp=0.2)), e)
+        e.sync()
+        assert len(children_of(e.pid)) == 1  # the sandbox, for the cell's code
 
 
 def test_without_the_limiter_the_recording_is_as_rendered():
@@ -179,7 +246,7 @@ def test_a_hostile_spec_is_that_messages_error_and_the_bundle_goes_on(engine):
     assert [a for a, _ in errors] == ["/module/new", "/module/new"]
     assert "nests 20002 deep, more than 6" in errors[0][1]
     assert "a number of 401 digits" in errors[1][1]
-    assert engine.status()["modules"] == 2  # the sine and the valid one
+    assert engine.status()["modules"] == 4  # the fixture's three and the valid one
     c.send("/module/free", 2_000_000_003)
     assert c.sync() == []
 
@@ -187,13 +254,13 @@ def test_a_hostile_spec_is_that_messages_error_and_the_bundle_goes_on(engine):
 def test_ten_thousand_voices_play_in_parts_and_too_many_are_refused_with_the_limit(engine):
     mix = js.Mix(*[js.Sine(freq=100 + k % 50, amp=1e-5) for k in range(10_000)])
     play(mix, engine)
-    assert engine.status()["modules"] == 10_002
-    assert np.abs(engine.record(0.1)).max() > 0.3  # the voices add to the sine
+    assert engine.status()["modules"] == 10_004
+    assert np.abs(engine.record(0.1)).max() > 1.05 * 0.2828  # the voices add to the rest
     stop(mix, engine)
-    assert engine.status()["modules"] == 1
+    assert engine.status()["modules"] == 3
     with pytest.raises(EngineError, match="more than the 65536 an engine holds"):
         play(js.Mix(*[js.Sine() for _ in range(65_536)]), engine)
-    assert engine.status()["modules"] == 1
+    assert engine.status()["modules"] == 3
     sine_alone(engine)
 
 
