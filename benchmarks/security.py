@@ -9,9 +9,10 @@ Prints three tables:
    UDP ``recvfrom``, in the same process, same message, interleaved batches.
 2. A ``/ping`` round trip to a live headless engine over its owner's socket and
    over its public UDP port (the same engine, alternating).
-3. The renderer's cost per block of a patch without user code and of one
-   with a ``process()`` module, with the engine's guard on user code (a timer
-   armed around each call, :mod:`jupysynth.guard`) and without it (as offline).
+3. The renderer's cost per block of a patch without cell code and of one with
+   a ``process()`` module: as the engine renders it (cell code in the sandbox
+   process, :mod:`jupysynth.engine.sandbox`) and in-process without any
+   containment (as an offline ``render()``).
 """
 
 from __future__ import annotations
@@ -85,10 +86,11 @@ def round_trips(n: int = 400) -> tuple[float, float]:
 
 
 def block_costs(blocks: int = 3000) -> list[tuple[str, float, float]]:
-    """(patch, us per block guarded, us per block unguarded) of the renderer's process()."""
+    """(patch, us per block as the engine renders it, us per block in-process without guard)."""
     import jupysynth as js
     from jupysynth import guard
     from jupysynth.engine.core import user_budget
+    from jupysynth.engine.sandbox import Sandbox
     from jupysynth.graph import Module, Param, snapshot
     from jupysynth.renderer import Renderer
 
@@ -101,26 +103,33 @@ def block_costs(blocks: int = 3000) -> list[tuple[str, float, float]]:
             return np.clip(input, -0.5, 0.5)
 
     patches = {
-        "16 sines, no user code": lambda: js.Mix(*[js.Sine(freq=100 + k) for k in range(16)]),
-        "16 sines + one process()": lambda: js.Mix(
+        "16 sines, no cell code": lambda: js.Mix(*[js.Sine(freq=100 + k) for k in range(16)]),
+        "15 sines + one process()": lambda: js.Mix(
             *[js.Sine(freq=100 + k) for k in range(15)], Fold(js.Sine(freq=99))
         ),
     }
+    budget = user_budget(48000, 128)
+    sandbox = Sandbox(48000, budget)
+    sandbox.start()
     out = []
-    for name, make in patches.items():
-        costs = []
-        for guarded in (True, False):
-            nodes, outputs = snapshot(make())
-            r = Renderer(nodes, outputs, 48000, 128)
-            r.user_budget = user_budget(48000, 128) if guarded else None
-            r.update(nodes, outputs)  # the python group is built with the budget
-            for _ in range(200):
-                r.process(128)
-            t = time.perf_counter()
-            for _ in range(blocks):
-                r.process(128)
-            costs.append((time.perf_counter() - t) / blocks * 1e6)
-        out.append((name, *costs))
+    try:
+        for name, make in patches.items():
+            costs = []
+            for contained in (True, False):
+                nodes, outputs = snapshot(make())
+                r = Renderer(nodes, outputs, 48000, 128)
+                if contained:  # as Engine(workers=0) renders
+                    r.user_budget, r.sandbox = budget, sandbox
+                    r.update(nodes, outputs)
+                for _ in range(200):
+                    r.process(128)
+                t = time.perf_counter()
+                for _ in range(blocks):
+                    r.process(128)
+                costs.append((time.perf_counter() - t) / blocks * 1e6)
+            out.append((name, *costs))
+    finally:
+        sandbox.close()
     return out
 
 
@@ -134,10 +143,10 @@ def main() -> None:
     print("2. /ping round trip to a headless engine (median)")
     print(f"   owner's socket                {own:6.1f} us")
     print(f"   public UDP port               {pub:6.1f} us")
-    print("3. one block of 128 frames, Renderer.process (mean)")
-    print(f"   {'patch':30s} {'guarded':>9s} {'unguarded':>10s}")
-    for name, guarded, bare in block_costs():
-        print(f"   {name:30s} {guarded:7.1f} us {bare:8.1f} us")
+    print("3. one block of 128 frames (2667 us), Renderer.process (mean)")
+    print(f"   {'patch':28s} {'contained':>10s} {'in-process':>11s} {'cost':>8s}")
+    for name, contained, bare in block_costs():
+        print(f"   {name:28s} {contained:7.1f} us {bare:8.1f} us {contained - bare:+6.1f} us")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""A time budget for Python code written in a cell, run on the engine's block thread.
+"""A time budget for Python code written in a cell, run where a block waits for it.
 
-A module's ``process()`` runs inside the block loop (``Engine(workers=0)``).
-One that sleeps, loops for ever or calls ``sys.exit`` must not take the sound
-down with it: :func:`call` runs it with an interval timer armed
+A module's ``process()`` runs inside a block: in the engine's sandbox process
+(:mod:`jupysynth.engine.sandbox`, with ``Engine(workers=0)``).  One that
+sleeps, loops for ever or calls ``sys.exit`` must not cost more than its
+budget: :func:`call` runs it with an interval timer armed
 (``setitimer(ITIMER_REAL)``), whose ``SIGALRM`` handler raises
 :class:`Overrun` in the block thread once the budget is spent -- out of a
 ``time.sleep``, a Python loop, or, as soon as it returns, a slow C call.  The
@@ -12,14 +13,14 @@ until disarmed, so code that swallows the first :class:`Overrun` with a bare
 ``except:`` gets another.  :func:`install` also makes ``os._exit`` called from
 such code raise instead of ending the engine.
 
-This needs the main thread (Python runs signal handlers there): the engine's
-block loop is the main thread of its process.  Elsewhere (an offline
-``render()`` in a notebook thread) :func:`call` just calls.  A patch without
-Python modules never comes here: it costs nothing.
+This needs the main thread (Python runs signal handlers there): the
+sandbox runs its groups there.  Elsewhere (an offline ``render()`` in a
+notebook thread) :func:`call` just calls.  A patch without Python modules
+never comes here: it costs nothing.
 
-What it cannot stop, because no Python runs while it happens: a ``sample()``
-function compiled by numba that never returns, and code that crashes the
-process (a segfault through ``ctypes``, ``os.abort``, ``os.kill`` of itself).
+What it cannot stop, because no Python runs while it happens -- a ``sample()``
+function compiled by numba that never returns, code that crashes the process
+-- the sandbox's engine stops instead, by killing the sandbox.
 
 Examples
 --------
