@@ -329,13 +329,18 @@ class GatedCore:
         return self.buf.copy()
 
     def settle(self) -> None:
-        """Let the worker finish; the next block installs what it prepared."""
+        """Let the worker finish; the next block installs what it prepared.
+
+        The gate closes again before that block: a prepare it starts (a stale plan's
+        second try) waits for the next settle, however fast the machine.
+        """
         self.gate.set()
         preparer = self.core._preparer
         for _ in range(10_000):
             if self.core._job is None or preparer.result is not None:
                 break
             time.sleep(0.001)
+        self.gate.clear()
         self.block()
 
     def close(self) -> None:
