@@ -607,7 +607,13 @@ class Renderer:
                 instances = [(sp.id, sp.name, dict(sp.values), dict(sp.options)) for sp in specs]
                 budget = self.user_budget or sandbox.budget
                 payload: tuple = (
-                    [p.name for p in params], out, chans, n, instances, self.samplerate, budget
+                    [p.name for p in params],
+                    out,
+                    chans,
+                    n,
+                    instances,
+                    self.samplerate,
+                    budget,
                 )
             else:
                 payload = (n, out)

@@ -29,6 +29,7 @@ sample clock.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import socket
@@ -52,6 +53,8 @@ Sender = str | tuple[str, int]
 MAX_DATAGRAM = 65536
 #: Addresses the engine sends: arriving, they are dropped unanswered.
 _NEVER_ANSWERED = frozenset(REPLIES) | frozenset(PUSHES)
+#: Public addresses whose module may be given by its name instead of its id.
+_BY_NAME = frozenset({"/param/set", "/out/add", "/out/remove"})
 
 
 class OscServer:
@@ -73,6 +76,12 @@ class OscServer:
         (see :attr:`port`).
     host : str
         Interface of the public port; ``127.0.0.1`` keeps it to this machine.
+    token : str, optional
+        A secret the public port's messages carry as their address's first part
+        (``/<token>/param/set``); others are refused.  None: no token.
+    resolve : callable, optional
+        ``resolve(name)``: the id of the module named ``name``, or None; lets the
+        public port's ``/param/set``, ``/out/add`` and ``/out/remove`` name a module.
     notifier : Notifier, optional
         Where ``/notify`` subscriptions and module creators are kept; a new one by default.
 
@@ -92,9 +101,13 @@ class OscServer:
         port: int | None = None,
         host: str = "127.0.0.1",
         notifier: Notifier | None = None,
+        token: str | None = None,
+        resolve: Callable[[str], int | None] | None = None,
     ) -> None:
         self._on_message = on_message
         self._status = status
+        self._prefix = f"/{token}/" if token else None
+        self._resolve = resolve
         self._running = False
         self._threads: list[threading.Thread] = []
         self.notifier = notifier if notifier is not None else Notifier()
@@ -262,6 +275,18 @@ class OscServer:
             self.messages += 1
             if address in _NEVER_ANSWERED:
                 continue  # an engine's own reply sent back: answering would ping-pong
+            if not owner and self._prefix is not None:
+                head = address[: len(self._prefix)]
+                if not hmac.compare_digest(head.encode(), self._prefix.encode()):
+                    self.refused += 1
+                    self.error(
+                        sender,
+                        "",
+                        "this port wants its token: send /<token>/param/set ... "
+                        "(the token is in the engine owner's settings)",
+                    )
+                    continue
+                address = address[len(self._prefix) - 1 :]
             if not owner and address not in PUBLIC:
                 self.refused += 1
                 known = "" if address in ADDRESSES else "unknown address; "
@@ -273,6 +298,12 @@ class OscServer:
                     "over its private socket (see docs/osc.md)",
                 )
                 continue
+            if not owner and params and isinstance(params[0], str) and address in _BY_NAME:
+                found = self._resolve(params[0]) if self._resolve is not None else None
+                if found is None:
+                    self.error(sender, address, f"no module is named {params[0]!r}")
+                    continue
+                params = [found, *params[1:]]
             try:
                 args = check_args(address, params)
             except OscArgError as exc:

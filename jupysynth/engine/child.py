@@ -127,7 +127,14 @@ class ChildEngine:
             _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
         try:
-            self.server = OscServer(self._submit, self._status, port=cfg["port"], host=cfg["host"])
+            self.server = OscServer(
+                self._submit,
+                self._status,
+                port=cfg["port"],
+                host=cfg["host"],
+                token=cfg["token"],
+                resolve=self._named,
+            )
         except OSError as exc:
             raise EngineError(exc.strerror or str(exc)) from None
         self.pool = None
@@ -164,6 +171,13 @@ class ChildEngine:
 
     def _submit(self, timetag: int | None, address: str, args: tuple, sender: Any) -> None:
         self.core.submit(timetag, address, args, sender)
+
+    def _named(self, name: str) -> int | None:
+        """The id of the module named ``name`` (the public port's play, stop and knobs)."""
+        for i, spec in list(self.core.table.nodes.items()):
+            if spec.name == name:
+                return i
+        return None
 
     def _faults(self) -> dict[int, tuple[str, str]]:
         """``{id: (label, text)}`` of the muted modules the patch still holds (any thread).

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -168,6 +169,9 @@ class Engine:
         (:attr:`socket_path`, see docs/osc.md).
     host : str, default "127.0.0.1"
         Interface of the public port; another address opens it to the network.
+    token : str, optional
+        A secret for the public port: its messages must start their address with
+        it (``/<token>/param/set``).  At least 8 letters, digits, ``-`` or ``_``.
     headless : bool, default False
         Run without a device: clocked by time, nothing heard (tests, servers).
     lead_blocks : int, default 2
@@ -208,6 +212,7 @@ class Engine:
         port: int | None = None,
         host: str = "127.0.0.1",
         *,
+        token: str | None = None,
         headless: bool = False,
         lead_blocks: int = 2,
         device_blocksize: int = 0,
@@ -247,6 +252,12 @@ class Engine:
             or not 0.001 <= code_budget <= 60
         ):
             raise ParamError(f"code_budget={code_budget!r} must be from 0.001 to 60 seconds")
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{8,128}", str(token)):
+            raise ParamError(
+                "token must be 8 to 128 letters, digits, '-' or '_' (it is the first part "
+                "of an OSC address), e.g. secrets.token_urlsafe(12)"
+            )
+        self.token = token
         self.limiter = bool(limiter)
         self.code_budget = code_budget
         self.start_timeout = start_timeout
@@ -313,6 +324,7 @@ class Engine:
             "headless": self.headless,
             "limiter": self.limiter,
             "code_budget": self.code_budget,
+            "token": self.token,
             "parent_pid": os.getpid(),
         }
         env = dict(os.environ)

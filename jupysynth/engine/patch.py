@@ -96,7 +96,7 @@ def _load_spec(type_name: str, spec_json: str) -> Any:
     if deepest > MAX_SPEC_DEPTH:
         raise ParamError(
             f"{type_name} spec nests {deepest} deep, more than {MAX_SPEC_DEPTH}; "
-            "a spec is {\"values\": {...}, \"options\": {...}, \"inputs\": [[id, port], ...]}"
+            'a spec is {"values": {...}, "options": {...}, "inputs": [[id, port], ...]}'
         )
 
     def number(text: str) -> float | int:

@@ -89,7 +89,13 @@ def _start_engine() -> tuple[Any, str, bool]:
     if public and not public.isdigit():
         return None, f"JUPYSYNTH_OSC_PORT={public!r} must be a port number (0: any free one)", False
     try:
-        engine = Engine(device=device, headless=headless, port=int(public) if public else None)
+        token = os.environ.get("JUPYSYNTH_OSC_TOKEN", "").strip() or None
+        engine = Engine(
+            device=device,
+            headless=headless,
+            port=int(public) if public else None,
+            token=token,
+        )
         return engine.start(), "", True
     except (JupysynthError, OSError) as exc:
         return None, f"the engine could not start: {exc}", False

@@ -28,7 +28,7 @@ from jupysynth.control.client import Client
 from jupysynth.control.packets import decode_packet, encode_bundle, encode_message
 from jupysynth.control.tap import Tap, _map_segment
 from jupysynth.engine import Engine, play
-from jupysynth.errors import EngineError
+from jupysynth.errors import EngineError, ParamError
 
 NOBODY = 65534
 can_switch_users = pytest.mark.skipif(
@@ -368,3 +368,50 @@ def test_what_a_sigkilled_process_left_is_swept_by_the_next_engine():
     with Engine(headless=True):
         assert not [p for p in os.listdir(local.runtime_dir()) if p.startswith(f"client-{pid}-")]
         assert not ring.exists()
+
+
+def test_the_public_port_plays_and_stops_modules_by_name(engine, victim):
+    replies = udp_exchange(
+        engine.port,
+        [
+            encode_message("/param/set", ("victim", "amp", 0.125), "ssf"),
+            encode_message("/param/set", ("nobody here", "amp", 0.5), "ssf"),
+            encode_message("/sync", (7,), "i"),
+        ],
+    )
+    assert ("/synced", [7]) in replies
+    errors = [args for a, args in replies if a == "/error"]
+    assert errors == [["/param/set", "no module is named 'nobody here'"]]
+    assert np.abs(engine.record(0.2)[4800:]).max() == pytest.approx(0.125, rel=1e-3)
+    udp_exchange(engine.port, [encode_message("/out/remove", ("victim",), "s")], wait=0.1)
+    engine.sync()
+    assert np.abs(engine.record(0.1)).max() == 0.0
+
+
+def test_a_public_port_with_a_token_refuses_messages_without_it():
+    with Engine(headless=True, port=0, token="Zm9vYmFyYmF6") as e:
+        osc = js.Sine(freq=440, amp=0.25, name="lead")
+        play(osc, e)
+        e.sync()
+        replies = udp_exchange(
+            e.port,
+            [
+                encode_message("/param/set", ("lead", "amp", 0.5), "ssf"),
+                encode_message("/wrongtoken12/param/set", ("lead", "amp", 0.5), "ssf"),
+                encode_message("/status"),
+            ],
+        )
+        assert [a for a, _ in replies] == ["/error"] * 3
+        assert all("this port wants its token" in args[1] for _, args in replies)
+        assert np.abs(e.record(0.1)).max() == pytest.approx(0.25, rel=1e-3)
+        replies = udp_exchange(
+            e.port,
+            [
+                encode_message("/Zm9vYmFyYmF6/param/set", ("lead", "amp", 0.5), "ssf"),
+                encode_message("/Zm9vYmFyYmF6/sync", (3,), "i"),
+            ],
+        )
+        assert replies == [("/synced", [3])]
+        assert np.abs(e.record(0.2)[4800:]).max() == pytest.approx(0.5, rel=1e-3)
+    with pytest.raises(ParamError, match="token must be 8 to 128"):
+        Engine(port=0, token="short")
