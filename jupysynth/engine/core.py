@@ -664,6 +664,9 @@ class EngineCore:
         self._start_sandbox()
         # unpickling a small class takes about a millisecond, well inside a block
         cls = self._warmed.pop((name, blob), None) or load_type(name, blob)
+        sandbox = getattr(self.renderer, "sandbox", None)
+        if sandbox is not None:
+            sandbox.know(cls, blob)
         for i, spec in list(self.table.nodes.items()):
             if spec.type == name:
                 self._own(i)  # define rewrites their values and kernel
@@ -819,14 +822,24 @@ class EngineCore:
         except JupysynthError:
             return  # refused at its frame, with the reason
         self._warmed[key] = cls
+        if self.renderer.sandbox is not None:
+            self.renderer.sandbox.know(cls, blob)
         if self._preparer is None:
             self._preparer = _Preparer(self._prepared, self._nice)
+        sandbox = self.renderer.sandbox
 
         def job() -> None:
             from ..renderer import warm_sample
 
             try:
-                warm_sample(cls)
+                if sandbox is None:
+                    warm_sample(cls)
+                else:  # it renders there: compiled there, before its frame
+                    from .sandbox import START_TIMEOUT
+
+                    sandbox.ensure_started()
+                    sandbox.ready.wait(START_TIMEOUT)
+                    sandbox.request(("warm", name, blob))
             except Exception:  # noqa: BLE001 - it fails again where the patch uses it
                 pass
 

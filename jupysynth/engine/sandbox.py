@@ -184,7 +184,12 @@ class Sandbox:
 
     # -- definitions (any thread but the block thread's hot path) --------------------------
 
+    def know(self, cls: type, blob: bytes) -> None:
+        """``blob`` is the pickle ``cls`` came from (a ``/type/define``): send it as it is."""
+        self._blobs[cls] = blob
+
     def blob(self, cls: type) -> bytes:
+        """The class pickled for the sandbox (pickling it again is slow: once per class)."""
         from .typedefs import dump_type
 
         blob = self._blobs.get(cls)
@@ -378,6 +383,15 @@ def _control(msg: tuple, fds: list[int], state: dict) -> Any:
         buf = mmap.mmap(fds[0], size)
         os.close(fds[0])
         state["arrays"][key] = np.ndarray(shape, dtype=dtype, buffer=buf)
+        return ("ok",)
+    if kind == "warm":  # ("warm", type name, blob): compile a sample() before its frame
+        from ..renderer import warm_sample
+
+        _, name, blob = msg
+        cls = state["classes"].get((name, blob))
+        if cls is None:
+            cls = state["classes"][(name, blob)] = load_type(name, blob)
+        warm_sample(cls)
         return ("ok",)
     if kind == "retain":  # ("retain", keys): drop what no plan uses any more
         keep = set(msg[1])
