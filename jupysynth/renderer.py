@@ -560,24 +560,12 @@ class Renderer:
         return threading.current_thread() is threading.main_thread() and bool(self._runtimes)
 
     def _shared(self, sandbox: Any, shape: tuple, dtype: Any) -> tuple[np.ndarray, int]:
-        """A zeroed array the sandbox maps too, and its key there (0: not mapped, local)."""
-        import os
-
-        from .engine.sandbox import SandboxGone, shared_zeros
+        """A zeroed array the sandbox maps too (with the next group it defines), and its key."""
+        from .engine.sandbox import shared_zeros
 
         arr, fd = shared_zeros(tuple(shape), dtype)
         key = sandbox.key()
-        try:
-            sandbox.request(
-                ("map", key, tuple(shape), np.dtype(dtype).str),
-                (fd,),
-                wait=not self._on_block_thread(),
-            )
-        except SandboxGone:
-            key = 0  # its groups render silence; the patch is built again when it is back
-            self.rebalance_wanted = True
-        finally:
-            os.close(fd)
+        sandbox.map_later(key, tuple(shape), np.dtype(dtype).str, fd)
         return arr, key
 
     def _remote_group(

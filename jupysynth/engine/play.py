@@ -64,9 +64,9 @@ def _spec_json(m: Module, with_signals: bool = True, with_inputs: bool = True) -
 def _build_wait(modules: int) -> float:
     """Seconds to wait for the engine to rebuild a patch after ``modules`` were added or freed.
 
-    About 0.1 ms a module here (10 000 sines: 1.1 s), and a margin for a busy machine.
+    About 0.1 ms a module here (10 000 sines: 1.1 s), and a wide margin for a busy machine.
     """
-    return 2.0 + modules / 2000
+    return 2.0 + modules / 1000
 
 
 def _reads(m: Module) -> list[Module]:

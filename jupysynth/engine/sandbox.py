@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,7 @@ class Sandbox:
         self._blobs: dict[type, bytes] = {}
         self.owners: dict[int, list[int]] = {}  # group key -> module ids, by instance
         self._retain: list[int] | None = None  # sent before the next control message
+        self._maps: deque[tuple[int, tuple, str, int]] = deque()  # (key, shape, dtype, fd)
         self._starting = False
         self._retry_at = 0.0
         self.generation = 0  # bumped by every (re)start: groups of an older one are gone
@@ -216,22 +218,30 @@ class Sandbox:
             ctl = self._ctl
             if ctl is None or not self.ready.is_set():
                 raise SandboxGone("the sandbox for cell code is not running")
+            maps = []
+            while self._maps:  # appended by any thread; a deque's ends are thread-safe
+                maps.append(self._maps.popleft())
             try:
                 ctl.settimeout(DEFINE_TIMEOUT)
-                if self._retain is not None:
-                    ctl.send(pickle.dumps(("retain", self._retain)))
-                    ctl.recv(1 << 16)
-                    self._retain = None
-                data = pickle.dumps(msg)
-                socket.send_fds(ctl, [data], list(fds)) if fds else ctl.send(data)
+                retain, self._retain = self._retain, None
+                meta = [(k, shape, dtype) for k, shape, dtype, _ in maps]
+                data = pickle.dumps(("batch", meta, retain, msg))  # one round trip
+                socket.send_fds(ctl, [data], [fd for *_, fd in maps] + list(fds))
                 answer = ctl.recv(1 << 22)
             except OSError as exc:
                 raise SandboxGone(f"the sandbox stopped answering ({exc})") from None
+            finally:
+                for *_, fd in maps:
+                    os.close(fd)
         finally:
             self._lock.release()
         if not answer:
             raise SandboxGone("the sandbox exited")
         return pickle.loads(answer)
+
+    def map_later(self, key: int, shape: tuple, dtype: str, fd: int) -> None:
+        """Have the sandbox map ``fd`` as array ``key`` with the next request (it owns ``fd``)."""
+        self._maps.append((key, tuple(shape), dtype, fd))
 
     def retain(self, keys: list[int]) -> None:
         """Only these groups and arrays (and newer ones) are still used: the rest may go."""
@@ -377,12 +387,17 @@ def _control(msg: tuple, fds: list[int], state: dict) -> Any:
     from .typedefs import load_type
 
     kind = msg[0]
-    if kind == "map":  # ("map", key, shape, dtype) + fd
-        _, key, shape, dtype = msg
-        size = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        buf = mmap.mmap(fds[0], size)
-        os.close(fds[0])
-        state["arrays"][key] = np.ndarray(shape, dtype=dtype, buffer=buf)
+    if kind == "batch":  # ("batch", [(key, shape, dtype)] for the first fds, retain, msg)
+        _, meta, retain, inner = msg
+        for (key, shape, dtype), fd in zip(meta, fds):
+            size = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            buf = mmap.mmap(fd, size)
+            os.close(fd)
+            state["arrays"][key] = np.ndarray(shape, dtype=dtype, buffer=buf)
+        if retain is not None:
+            _control(("retain", retain), [], state)
+        return _control(inner, fds[len(meta) :], state)
+    if kind == "ping":
         return ("ok",)
     if kind == "warm":  # ("warm", type name, blob): compile a sample() before its frame
         from ..renderer import warm_sample
