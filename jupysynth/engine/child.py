@@ -277,6 +277,9 @@ class ChildEngine:
             driver.run(self.stop)
         finally:
             self.running = False
+            sandbox = getattr(core.renderer, "sandbox", None)
+            if sandbox is not None:
+                sandbox.close()  # at once: a stopping engine leaves no process behind
             self.server.close()
             driver.close()
             # the block loop has ended: no write can race this (a dead kernel leaves none)

@@ -368,13 +368,16 @@ class EngineCore:
         )
 
     def close(self) -> None:
-        """End the worker thread and the sandbox, if they started."""
-        if self._preparer is not None:
-            self._preparer.close()
-            self._preparer = None
+        """End the sandbox and the worker thread, if they started.
+
+        The sandbox first: killing it is instant, and a prepare waiting on it returns.
+        """
         sandbox = getattr(self.renderer, "sandbox", None)
         if sandbox is not None:
             sandbox.close()
+        if self._preparer is not None:
+            self._preparer.close()
+            self._preparer = None
 
     def next_scheduled(self) -> int | None:
         """Frame of the earliest time-tagged message waiting, if any."""

@@ -164,7 +164,9 @@ def test_a_tagged_definition_is_compiled_ahead_and_lands_at_its_frame(engine, le
         js.Module._registry.pop(type_name(cls), None)
     assert engine.client.take_errors() == []
     assert status["late"] == 0 and status["faults"] == {}
-    # numba compiled before t, not in the block at t
-    assert status["dsp_peak"] < engine.lead_blocks, status["dsp_peak"]
+    # numba compiled before t (in the sandbox), not in the block at t: a compile takes
+    # hundreds of ms (80 blocks, measured); the block at t asks the sandbox to define the
+    # group (one round trip, a few ms on a loaded machine)
+    assert status["dsp_peak"] < 10, status["dsp_peak"]
     np.testing.assert_array_equal(live[:, 1], offline[:, 1])  # to the sample
     assert np.abs(sine_residual(live[:, 0], SINE_HZ)).max() < 1e-5
