@@ -229,7 +229,12 @@ class Sandbox:
                 socket.send_fds(ctl, [data], [fd for *_, fd in maps] + list(fds))
                 answer = ctl.recv(1 << 22)
             except OSError as exc:
-                raise SandboxGone(f"the sandbox stopped answering ({exc})") from None
+                # a late answer would be read as the next one's: this sandbox is done
+                self._kill()
+                raise SandboxGone(
+                    f"did not finish its setup() (or compile) within {DEFINE_TIMEOUT:g} s "
+                    f"({exc}); the sandbox its code ran in was restarted"
+                ) from None
             finally:
                 for *_, fd in maps:
                     os.close(fd)
@@ -329,6 +334,16 @@ class Sandbox:
             sock.settimeout(self.wait)
         self._late_since = None
         return self._answer(self._late_key, answer)
+
+    def _kill(self) -> None:
+        """Stop the process now; the next ensure_started() brings a new one."""
+        self.ready.clear()
+        proc = self._proc
+        if proc is not None:
+            try:
+                proc.kill()
+            except OSError:
+                pass
 
     def _fail(self, why: str) -> None:
         """Kill the sandbox; raise SandboxGone naming the module(s) it was running."""
