@@ -33,8 +33,8 @@ from jupysynth.control import local  # noqa: E402
 from jupysynth.control.client import Client  # noqa: E402
 from jupysynth.control.packets import encode_message  # noqa: E402
 
-BATCH = 500
-ROUNDS = 40
+BATCH = 8  # a Unix datagram queue holds 10 (net.unix.max_dgram_qlen)
+ROUNDS = 2000
 
 
 def receive_costs() -> tuple[float, float]:
@@ -105,7 +105,7 @@ def block_costs(blocks: int = 3000) -> list[tuple[str, float, float]]:
     patches = {
         "16 sines, no cell code": lambda: js.Mix(*[js.Sine(freq=100 + k) for k in range(16)]),
         "15 sines + one process()": lambda: js.Mix(
-            *[js.Sine(freq=100 + k) for k in range(15)], Fold(js.Sine(freq=99))
+            *[js.Sine(freq=100 + k) for k in range(15)], Fold(input=js.Sine(freq=99))
         ),
     }
     budget = user_budget(48000, 128)
