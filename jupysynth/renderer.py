@@ -188,6 +188,29 @@ def _sample_group(g: Group, params: list[_Param], state: list[np.ndarray], bus: 
     return run
 
 
+def process_inputs(
+    bus: np.ndarray, a: int, b: int, names: list[str], cols: list[int], k: int
+) -> dict[str, np.ndarray]:
+    """Instance ``k``'s parameters for ``process()``: read-only views of its bus columns."""
+    kwargs = {}
+    for name, col in zip(names, cols):
+        view = bus[a:b, col + k]
+        view.flags.writeable = False
+        kwargs[name] = view
+    return kwargs
+
+
+def write_output(
+    bus: np.ndarray, a: int, b: int, y: Any, out: int, n: int, chans: int, k: int
+) -> None:
+    """Store what instance ``k``'s ``process()`` returned in its output column(s)."""
+    if chans == 1:
+        bus[a:b, out + k] = y
+    else:
+        bus[a:b, out + k] = np.asarray(y)[:, 0]
+        bus[a:b, out + n + k] = np.asarray(y)[:, 1]
+
+
 def _index(ks: list[int]) -> slice | np.ndarray:
     """Instance indices as a slice when they are a run (a plain copy), else an index array."""
     if ks == list(range(ks[0], ks[0] + len(ks))):
@@ -714,21 +737,13 @@ class Renderer:
             for k, obj in enumerate(objs):
                 if obj.id in self.disabled:
                     continue
-                kwargs = {}
-                for name, col in zip(names, cols):
-                    view = bus[a:b, col + k]
-                    view.flags.writeable = False
-                    kwargs[name] = view
+                kwargs = process_inputs(bus, a, b, names, cols, k)
                 try:
                     if budget is None:
                         y = obj.process(**kwargs)
                     else:
                         y = guard.call(obj.process, kwargs, budget)
-                    if chans == 1:
-                        bus[a:b, out + k] = y
-                    else:
-                        bus[a:b, out + k] = np.asarray(y)[:, 0]
-                        bus[a:b, out + n + k] = np.asarray(y)[:, 1]
+                    write_output(bus, a, b, y, out, n, chans, k)
                 except catch:
                     for c in range(chans):
                         bus[a:b, out + c * n + k] = 0.0

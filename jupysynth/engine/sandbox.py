@@ -352,13 +352,7 @@ class Sandbox:
             k, key = int(self._progress[0]), int(self._progress[1])
             ids = self.owners.get(key, [])
             culprits = [ids[k]] if 0 <= k < len(ids) else list(ids)
-        self.ready.clear()
-        proc = self._proc
-        if proc is not None:
-            try:
-                proc.kill()
-            except OSError:
-                pass
+        self._kill()
         self._late_since = None
         raise SandboxGone(why, culprits)
 
@@ -446,6 +440,7 @@ def _control(msg: tuple, fds: list[int], state: dict) -> Any:
 
 def _python_group(cls: type, bus: np.ndarray, cols: list[int], payload: tuple, state: dict):
     from .. import guard
+    from ..renderer import process_inputs, write_output
 
     names, out, chans, n, instances, samplerate, budget = payload
     objects: dict[int, Any] = state["objects"]
@@ -486,19 +481,11 @@ def _python_group(cls: type, bus: np.ndarray, cols: list[int], payload: tuple, s
         for k, obj in enumerate(objs):
             if k in muted:
                 continue
-            kwargs = {}
-            for pname, col in zip(names, cols):
-                view = bus[a:b, col + k]
-                view.flags.writeable = False
-                kwargs[pname] = view
+            kwargs = process_inputs(bus, a, b, names, cols, k)
             progress[0] = k
             try:
                 y = guard.call(obj.process, kwargs, budget)
-                if chans == 1:
-                    bus[a:b, out + k] = y
-                else:
-                    bus[a:b, out + k] = np.asarray(y)[:, 0]
-                    bus[a:b, out + n + k] = np.asarray(y)[:, 1]
+                write_output(bus, a, b, y, out, n, chans, k)
             except BaseException:  # noqa: BLE001 - muted alone, named with its traceback
                 for c in range(chans):
                     bus[a:b, out + c * n + k] = 0.0
