@@ -293,7 +293,9 @@ def test_a_stall_of_the_card_moves_t0_and_later_tags_are_heard_on_time(
     print("\n[timing] heard after tag, A / B (ms), t0 moved (ms), steady: " + "; ".join(shown))
     if not judged:
         pytest.skip(f"the virtual card lost time near every burst: {results}")
-    # B, tagged after the stall, is heard as late after its tag as A, within a block
-    # (before: about 200 ms later)
-    assert all(abs(late_b - late_a) < BS / SR for late_a, late_b, _, _ in judged), results
+    # B, tagged after the stall, is heard as late after its tag as the A bursts are
+    # (the engine's steady latency: their median, as one A can meet a cycle the card
+    # lost on its own), within a block (before: about 200 ms later)
+    steady_late = float(np.median([late_a for late_a, _, _, _ in judged]))
+    assert all(abs(late_b - steady_late) < BS / SR for _, late_b, _, _ in judged), results
     assert engine.status()["late"] == 0
