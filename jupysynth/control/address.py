@@ -277,6 +277,13 @@ ADDRESSES: dict[str, Address] = {
             "/ping", "reply /pong with the same arguments", any_args=True, timed=False, public=True
         ),
         Address(
+            "/out/heard",
+            "browser output: a page hears engine frame `frame` now and keeps `target` "
+            "frames buffered; the engine's clock follows the page's (the kernel relays it)",
+            _a("frame:i", "target:i"),
+            timed=False,
+        ),
+        Address(
             "/notify",
             "1: send the pushes (/fault, /fault/cleared) to the sender; 0: stop",
             _a("on:i"),
@@ -350,6 +357,9 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("device", "s", "the output device's name ('' when headless)"),
     ("faults", "s", "JSON {id: message} of muted modules"),
     ("limited", "i", "blocks the safety limiter turned down (the output went over full scale)"),
+    ("output", "s", "where the sound goes: device, browser (a web page) or none (headless)"),
+    ("listening", "i", "browser output: 1 while a page reports what it hears"),
+    ("target", "i", "browser output: the page's jitter buffer, in frames"),
 )
 
 

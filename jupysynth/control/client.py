@@ -269,6 +269,7 @@ class Client:
         out = {name: value for (name, _, _), value in zip(STATUS_FIELDS, args)}
         out["running"] = bool(out["running"])
         out["headless"] = bool(out["headless"])
+        out["listening"] = bool(out["listening"])
         out["faults"] = {int(k): v for k, v in json.loads(out["faults"]).items()}
         return out
 

@@ -183,9 +183,10 @@ def sweep() -> int:
     """Remove what processes of this user that are gone left behind; how many.
 
     Their sockets in :func:`runtime_dir` (``engine-<pid>.sock``,
-    ``client-<pid>-<n>.sock``) and the engines' tap rings in ``/dev/shm``
-    (``jupysynth-<uid>-tap-<pid>-<random>``): a kernel or engine killed with
-    SIGKILL cannot remove them, so the next engine started does.
+    ``client-<pid>-<n>.sock``) and the engines' tap and browser-output rings in
+    ``/dev/shm`` (``jupysynth-<uid>-tap-<pid>-<random>``, ``...-out-...``): a
+    kernel or engine killed with SIGKILL cannot remove them, so the next engine
+    started does.
     """
     removed = 0
     found: list[tuple[str, str]] = []  # (path, pid)
@@ -193,11 +194,12 @@ def sweep() -> int:
         parts = entry.name.split("-")
         if entry.name.endswith(".sock") and len(parts) >= 2:
             found.append((entry.path, parts[1].split(".")[0]))
-    rings = f"jupysynth-{os.getuid()}-tap-"
+    rings = tuple(f"jupysynth-{os.getuid()}-{kind}-" for kind in ("tap", "out"))
     if os.path.isdir("/dev/shm"):
         for entry in os.scandir("/dev/shm"):
-            if entry.name.startswith(rings):
-                found.append((entry.path, entry.name[len(rings) :].split("-")[0]))
+            for prefix in rings:
+                if entry.name.startswith(prefix):
+                    found.append((entry.path, entry.name[len(prefix) :].split("-")[0]))
     for path, pid_text in found:
         try:
             pid = int(pid_text)

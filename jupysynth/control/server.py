@@ -82,6 +82,9 @@ class OscServer:
     resolve : callable, optional
         ``resolve(name)``: the id of the module named ``name``, or None; lets the
         public port's ``/param/set``, ``/out/add`` and ``/out/remove`` name a module.
+    heard : callable, optional
+        ``heard(frame, target)`` for ``/out/heard`` (the browser output's clock);
+        an exception it raises becomes the sender's ``/error``.
     notifier : Notifier, optional
         Where ``/notify`` subscriptions and module creators are kept; a new one by default.
 
@@ -103,11 +106,13 @@ class OscServer:
         notifier: Notifier | None = None,
         token: str | None = None,
         resolve: Callable[[str], int | None] | None = None,
+        heard: Callable[[int, int], None] | None = None,
     ) -> None:
         self._on_message = on_message
         self._status = status
         self._prefix = f"/{token}/" if token else None
         self._resolve = resolve
+        self._heard = heard
         self._running = False
         self._threads: list[threading.Thread] = []
         self.notifier = notifier if notifier is not None else Notifier()
@@ -321,6 +326,13 @@ class OscServer:
                 try:
                     self.notifier.notify(sender, *args)
                 except ValueError as exc:
+                    self.error(sender, address, str(exc))
+            elif address == "/out/heard":
+                try:
+                    if self._heard is None:
+                        raise ValueError("this engine has no browser output")
+                    self._heard(*args)
+                except Exception as exc:  # noqa: BLE001 - reported to the sender instead
                     self.error(sender, address, str(exc))
             else:
                 assert ADDRESSES[address].timed

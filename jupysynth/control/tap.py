@@ -36,7 +36,15 @@ import numpy as np
 
 from ..errors import EngineError
 
-__all__ = ["CAPACITY", "HEADER_BYTES", "Tap", "ring_views"]
+__all__ = [
+    "CAPACITY",
+    "HEADER_BYTES",
+    "OutputTap",
+    "Tap",
+    "map_segment",
+    "ring_bytes",
+    "ring_views",
+]
 
 #: Bytes before the frames: one int64, the number of frames written so far.
 HEADER_BYTES = 64  # a cache line, so the counter and the first frames do not share one
@@ -47,19 +55,24 @@ CAPACITY = 16384
 _tap_ids = itertools.count(1)
 
 
-def ring_views(buf: Any, capacity: int) -> tuple[np.ndarray, np.ndarray]:
-    """The write counter (int64, shape ``(1,)``) and the frames (float32) of a ring buffer."""
+def ring_views(buf: Any, capacity: int, channels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The write counter (int64, shape ``(1,)``) and the frames (float32) of a ring buffer.
+
+    The frames are shaped ``(capacity,)`` for one channel, ``(capacity, channels)``
+    (interleaved) for more.
+    """
     counter = np.ndarray((1,), dtype=np.int64, buffer=buf, offset=0)
-    frames = np.ndarray((capacity,), dtype=np.float32, buffer=buf, offset=HEADER_BYTES)
+    shape = (capacity,) if channels == 1 else (capacity, channels)
+    frames = np.ndarray(shape, dtype=np.float32, buffer=buf, offset=HEADER_BYTES)
     return counter, frames
 
 
-def ring_bytes(capacity: int) -> int:
-    """Size in bytes of a ring of ``capacity`` frames."""
-    return HEADER_BYTES + 4 * capacity
+def ring_bytes(capacity: int, channels: int = 1) -> int:
+    """Size in bytes of a ring of ``capacity`` frames of ``channels`` float32 samples."""
+    return HEADER_BYTES + 4 * capacity * channels
 
 
-def _map_segment(name: str, capacity: int) -> mmap.mmap:
+def map_segment(name: str, capacity: int, channels: int = 1) -> mmap.mmap:
     """Map the engine's segment ``name`` read-only, once sure it is this user's own file."""
     if "/" in name or not name.startswith("jupysynth-"):
         raise EngineError(f"the engine named {name!r} as a tap's ring: not a segment of its own")
@@ -69,9 +82,10 @@ def _map_segment(name: str, capacity: int) -> mmap.mmap:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
             raise EngineError(f"{path} is not a shared-memory segment of yours")
-        if st.st_size < ring_bytes(capacity):
+        size = ring_bytes(capacity, channels)
+        if st.st_size < size:
             raise EngineError(f"{path} is smaller than a ring of {capacity} frames")
-        return mmap.mmap(fd, ring_bytes(capacity), access=mmap.ACCESS_READ)
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
     finally:
         os.close(fd)
 
@@ -134,7 +148,7 @@ class Tap:
             raise EngineError("the engine opened the tap but its /tap/opened reply was lost")
         self.name = str(reply[1])
         try:
-            self._map = _map_segment(self.name, self.capacity)
+            self._map = map_segment(self.name, self.capacity)
         except (OSError, EngineError):
             self._close_remote()
             raise
@@ -202,3 +216,68 @@ class Tap:
                 self.close()
             except Exception:  # noqa: BLE001 - at interpreter exit anything may be gone
                 pass
+
+
+class OutputTap:
+    """The engine's browser output, read from its ring as it is written (kernel side).
+
+    The engine (``Engine(output="browser")``) names its ring in ``engine.info``;
+    :meth:`read` returns the frames written since the last call, with the
+    engine frame number of the first, as int16 PCM ready to send to a page.
+    A reader that fell more than the ring behind skips to the newest frames
+    (the page hears a gap, never stale sound).
+
+    Parameters
+    ----------
+    engine : jupysynth.engine.Engine
+        A running engine with ``output="browser"``.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        name = engine.info.get("out_ring")
+        if not name:
+            raise EngineError("this engine plays on a device or nowhere, not in a browser")
+        self.name = str(name)
+        self.capacity = int(engine.info["out_capacity"])
+        self._map: mmap.mmap | None = map_segment(self.name, self.capacity, 2)
+        self._counter, self._frames = ring_views(self._map, self.capacity, 2)
+        self.pos = int(self._counter[0])  # the newest: a page starts with what plays now
+        self.skipped = 0
+
+    def read(self, most: int | None = None) -> tuple[int, np.ndarray] | None:
+        """``(first_frame, pcm)`` of the frames written since the last read, or None.
+
+        ``pcm`` is int16, shape ``(n, 2)``, at most ``most`` frames (the newest).
+        """
+        if self._map is None:
+            return None
+        end = int(self._counter[0])
+        cap = self.capacity
+        if end < self.pos:  # a new ring counting from 0 cannot happen; be safe
+            self.pos = end
+        keep = cap - 4096 if most is None else min(most, cap - 4096)
+        if end - self.pos > keep:
+            self.skipped += end - keep - self.pos
+            self.pos = end - keep
+        n = end - self.pos
+        if n <= 0:
+            return None
+        start = self.pos % cap
+        first = min(n, cap - start)
+        x = np.empty((n, 2), dtype=np.float32)
+        x[:first] = self._frames[start : start + first]
+        x[first:] = self._frames[: n - first]
+        if int(self._counter[0]) - self.pos > cap:  # overwritten while copying
+            self.pos = int(self._counter[0])
+            return None
+        first_frame, self.pos = self.pos, end
+        np.clip(x, -1.0, 1.0, out=x)
+        return first_frame, (x * 32767.0).astype("<i2")
+
+    def close(self) -> None:
+        """Let go of the ring (the engine removes it when it stops)."""
+        if self._map is None:
+            return
+        self._counter = self._frames = np.zeros(0)
+        self._map.close()
+        self._map = None

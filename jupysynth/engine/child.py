@@ -105,6 +105,13 @@ def _raise_priority() -> str:
         return "normal (no permission to raise it)"
 
 
+def _output_of(driver: Any) -> str:
+    """Where the sound goes: ``device``, ``browser`` or ``none`` (headless)."""
+    if driver.device_name == "browser":
+        return "browser"
+    return "none" if driver.headless else "device"
+
+
 class ChildEngine:
     """Everything the engine process runs: core, driver, OSC server, lifecycle pipe."""
 
@@ -134,6 +141,7 @@ class ChildEngine:
                 host=cfg["host"],
                 token=cfg["token"],
                 resolve=self._named,
+                heard=self._heard,
             )
         except OSError as exc:
             raise EngineError(exc.strerror or str(exc)) from None
@@ -159,6 +167,7 @@ class ChildEngine:
                 cfg["device_blocksize"],
                 cfg["lead_blocks"],
                 cfg["headless"],
+                cfg.get("output") or "device",
             )
         except BaseException:
             self.server.close()
@@ -171,6 +180,15 @@ class ChildEngine:
 
     def _submit(self, timetag: int | None, address: str, args: tuple, sender: Any) -> None:
         self.core.submit(timetag, address, args, sender)
+
+    def _heard(self, frame: int, target: int) -> None:
+        """``/out/heard``: a page plays the browser output (OSC thread)."""
+        from ..errors import EngineError
+
+        heard = getattr(self.driver, "heard", None)
+        if heard is None:
+            raise EngineError("/out/heard: this engine plays on a device, not in a browser")
+        heard(frame, target)
 
     def _named(self, name: str) -> int | None:
         """The id of the module named ``name`` (the public port's play, stop and knobs)."""
@@ -236,6 +254,9 @@ class ChildEngine:
             driver.device_name,
             json.dumps(faults),
             core.limited,
+            _output_of(driver),
+            int(getattr(driver, "listening", False)),
+            getattr(driver, "target", 0),
         )
         return values, self._status_types
 
@@ -269,6 +290,9 @@ class ChildEngine:
             "latency": driver.latency,
             "t0": t0,
             "jack_client": jack,
+            "output": _output_of(driver),
+            "out_ring": getattr(getattr(driver, "ring", None), "name", None),
+            "out_capacity": getattr(getattr(driver, "ring", None), "capacity", 0),
             "warmup_seconds": self.warmup_seconds,
             "priority": priority,
         }

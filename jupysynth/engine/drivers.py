@@ -10,6 +10,9 @@ playback action; the driver counts an xrun, refills and plays on.
 frames before wall-clock time reaches it, so time tags, recording and OSC
 behave as with a device, only nothing is heard.
 
+The third, :class:`~.browser.BrowserDriver`, plays in a web page: the page's
+audio clock leads (see :mod:`.browser`).
+
 Both go idle when nothing is in the output and nothing is due: the frame
 clock then follows wall-clock time without rendering (an idle engine costs
 almost no CPU), and playback resumes ``lead`` frames later, where a busy
@@ -559,14 +562,33 @@ class RingDriver(_Driver):
 
 
 def open_driver(
-    core: EngineCore, device: Any, device_blocksize: int, lead_blocks: int, headless: bool
+    core: EngineCore,
+    device: Any,
+    device_blocksize: int,
+    lead_blocks: int,
+    headless: bool,
+    output: str = "device",
 ) -> _Driver:
-    """The device driver, or the headless clock when asked or when no output device exists.
+    """The device driver, the browser's, or the headless clock (asked, or no device exists).
+
+    ``output``: ``device`` (headless when there is none), ``browser``, or ``auto``
+    (the device if there is one, else the browser).
 
     An explicitly named device that cannot be opened is an error, never a silent fallback.
     """
     if headless:
         return ClockDriver(core, lead_blocks)
+
+    def no_device() -> _Driver:
+        # "auto" (a notebook's default): the page plays what no sound card can
+        if output in ("browser", "auto"):
+            from .browser import BrowserDriver
+
+            return BrowserDriver(core, lead_blocks)
+        return ClockDriver(core, lead_blocks)
+
+    if output == "browser":
+        return no_device()
     try:
         import sounddevice as sd
     except OSError:  # no PortAudio library at all
@@ -575,12 +597,12 @@ def open_driver(
                 f"device={device!r} needs PortAudio, which is not installed "
                 "(apt-get install libportaudio2)"
             ) from None
-        return ClockDriver(core, lead_blocks)
+        return no_device()
     if device is None:
         try:
             sd.query_devices(kind="output")
         except (sd.PortAudioError, ValueError):
-            return ClockDriver(core, lead_blocks)
+            return no_device()
     else:
         try:
             sd.query_devices(device, kind="output")

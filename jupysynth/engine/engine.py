@@ -42,6 +42,8 @@ _requests = itertools.count(1)
 
 #: How far from now a time given to the engine may be (its clock refuses tags further ahead).
 MAX_AHEAD_SECONDS = 3600.0
+#: Where an engine's sound can go (``Engine(output=...)``).
+OUTPUTS = ("device", "browser", "auto", "none")
 #: The longest fade the engine takes (``/fade``).
 MAX_FADE_SECONDS = 10.0
 
@@ -172,6 +174,14 @@ class Engine:
     token : str, optional
         A secret for the public port: its messages must start their address with
         it (``/<token>/param/set``).  At least 8 letters, digits, ``-`` or ``_``.
+    output : {"device", "browser", "none"}, optional
+        Where the sound goes: a sound card (``device``, the default; with no
+        card the engine runs headless), the notebook page
+        (``browser``: the kernel streams it to the jupysynth JupyterLab
+        extension, whose audio clock then leads; see docs/browser-audio.md),
+        the card if there is one and else the page (``auto``, what
+        ``%load_ext jupysynth`` uses), or nowhere (``none``, as ``headless=True``).  None reads
+        ``JUPYSYNTH_OUTPUT``, else ``device``.
     headless : bool, default False
         Run without a device: clocked by time, nothing heard (tests, servers).
     lead_blocks : int, default 2
@@ -213,6 +223,7 @@ class Engine:
         host: str = "127.0.0.1",
         *,
         token: str | None = None,
+        output: str | None = None,
         headless: bool = False,
         lead_blocks: int = 2,
         device_blocksize: int = 0,
@@ -238,6 +249,16 @@ class Engine:
             )
         if not isinstance(lead_blocks, int) or not 1 <= lead_blocks <= 64:
             raise ParamError(f"lead_blocks={lead_blocks!r} must be an integer from 1 to 64")
+        if output is None:
+            output = os.environ.get("JUPYSYNTH_OUTPUT", "").strip() or "device"
+        if output not in OUTPUTS:
+            raise ParamError(
+                f"output={output!r} must be one of {', '.join(map(repr, OUTPUTS))} "
+                "(a sound card, the notebook page, the card if any else the page, or nowhere)"
+            )
+        if output == "none":
+            headless = True
+        self.output = "none" if headless else output
         self.samplerate = samplerate
         self.blocksize = blocksize
         self.device = device
@@ -322,6 +343,7 @@ class Engine:
             "host": self.host,
             "port": self._port,
             "headless": self.headless,
+            "output": self.output,
             "limiter": self.limiter,
             "code_budget": self.code_budget,
             "token": self.token,
@@ -433,6 +455,8 @@ class Engine:
         if not self.running:
             return f"<Engine stopped, {self.samplerate} Hz, block {self.blocksize}>"
         where = "headless" if self.info.get("headless") else self.info.get("device", "")
+        if self.info.get("output") == "browser":
+            where = "the browser"
         public = f", public OSC {self.info.get('host')}:{self.port}" if self.port else ""
         return (
             f"<Engine pid {self.pid} on {where}, {self.samplerate} Hz, block {self.blocksize}"

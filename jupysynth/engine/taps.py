@@ -32,7 +32,7 @@ import numpy as np
 from ..control.tap import ring_bytes, ring_views
 from ..errors import EngineError
 
-__all__ = ["MAX_TAPS", "Taps"]
+__all__ = ["MAX_TAPS", "Taps", "create_segment", "remove_segment"]
 
 log = logging.getLogger("jupysynth.engine")
 
@@ -45,27 +45,44 @@ MAX_FRAMES = 1 << 22
 _SHM_DIR = "/dev/shm"
 
 
+def create_segment(kind: str, size: int, what: str) -> tuple[str, mmap.mmap]:
+    """Create a fresh shared-memory segment of ``size`` zero bytes; its name and mapping.
+
+    ``O_CREAT | O_EXCL | O_NOFOLLOW``, mode 0600, under a random name that
+    carries ``kind`` and this pid (``jupysynth-<uid>-<kind>-<pid>-<random>``):
+    the next engine removes the segments of one that was killed
+    (:func:`jupysynth.control.local.sweep`).  ``what`` names the request in errors.
+    """
+    name = f"jupysynth-{os.getuid()}-{kind}-{os.getpid()}-{secrets.token_hex(8)}"
+    path = os.path.join(_SHM_DIR, name)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise EngineError(f"{what}: cannot create {path}: {exc.strerror}") from None
+    try:
+        os.ftruncate(fd, size)  # zero-filled: a counter starts at 0
+        return name, mmap.mmap(fd, size)
+    except OSError as exc:
+        os.unlink(path)
+        raise EngineError(f"{what}: cannot size {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def remove_segment(name: str) -> None:
+    """Unlink segment ``name``, which this engine created (gone already is fine)."""
+    try:
+        os.unlink(os.path.join(_SHM_DIR, name))
+    except FileNotFoundError:
+        pass
+
+
 class _Ring:
     """One open tap: the mapping, its views and the module output it follows."""
 
     def __init__(self, module_id: int, port: int, capacity: int) -> None:
-        # the pid lets the next engine remove the rings of one that was killed (local.sweep)
-        self.name = f"jupysynth-{os.getuid()}-tap-{os.getpid()}-{secrets.token_hex(8)}"
-        path = os.path.join(_SHM_DIR, self.name)
-        size = ring_bytes(capacity)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as exc:
-            raise EngineError(f"/tap/open: cannot create {path}: {exc.strerror}") from None
-        try:
-            os.ftruncate(fd, size)  # zero-filled: the counter starts at 0
-            self.map = mmap.mmap(fd, size)
-        except OSError as exc:
-            os.unlink(path)
-            raise EngineError(f"/tap/open: cannot size {path}: {exc.strerror}") from None
-        finally:
-            os.close(fd)
+        self.name, self.map = create_segment("tap", ring_bytes(capacity), "/tap/open")
         self.key = (module_id, port)  # built once: the per-block lookup allocates nothing
         self.capacity = capacity
         self.counter, self.frames = ring_views(self.map, capacity)
@@ -85,10 +102,7 @@ class _Ring:
         """Unmap and unlink the segment, which this engine created."""
         self.counter = self.frames = np.zeros(0)  # release the buffer exports first
         self.map.close()
-        try:
-            os.unlink(os.path.join(_SHM_DIR, self.name))
-        except FileNotFoundError:
-            pass
+        remove_segment(self.name)
 
 
 class Taps:

@@ -8,7 +8,9 @@ players.
 
 Environment variables choose before loading: ``JUPYSYNTH_OFFLINE=1`` (offline
 mode without trying), ``JUPYSYNTH_HEADLESS=1`` (an engine clocked by time,
-nothing heard: tests, servers), ``JUPYSYNTH_DEVICE=3`` or a device name.
+nothing heard: tests, servers), ``JUPYSYNTH_DEVICE=3`` or a device name,
+``JUPYSYNTH_OUTPUT=device|browser|none`` (default: the sound card if there is
+one, else the browser: the page plays it through the jupysynth lab extension).
 
 Examples
 --------
@@ -35,7 +37,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 
 from ..errors import JupysynthError
 from ..graph import Module
-from . import live
+from . import browser, live
 
 # the package re-exports the functions knobs() and scope() under the same names
 knobs_mod = importlib.import_module(".knobs", __package__)
@@ -84,6 +86,8 @@ def _start_engine() -> tuple[Any, str, bool]:
     if isinstance(device, str) and device.isdigit():
         device = int(device)
     headless = os.environ.get("JUPYSYNTH_HEADLESS", "").strip() not in ("", "0")
+    # a sound card if there is one, else the page plays it (the browser extension)
+    output = os.environ.get("JUPYSYNTH_OUTPUT", "").strip() or "auto"
     # a public OSC port (knobs, play/stop, status; never code) only when asked for
     public = os.environ.get("JUPYSYNTH_OSC_PORT", "").strip()
     if public and not public.isdigit():
@@ -93,6 +97,7 @@ def _start_engine() -> tuple[Any, str, bool]:
         engine = Engine(
             device=device,
             headless=headless,
+            output=output,
             port=int(public) if public else None,
             token=token,
         )
@@ -112,6 +117,11 @@ def load_line(session: live.Session) -> str:
     info = engine.info
     if info.get("headless"):
         where = "headless (no audio device: nothing is heard; %synth record still works)"
+    elif info.get("output") == "browser":
+        where = (
+            "the browser (the page plays the sound: the jupysynth extension; "
+            "click the ♪ item in the status bar if the browser asks to allow sound)"
+        )
     else:
         where = f"device {info.get('device') or engine.device!r}"
     latency = float(info.get("latency", 0.0)) * 1000.0
@@ -184,6 +194,8 @@ class SynthMagics(Magics):
             )
             return
         where = "headless (no audio device)" if st["headless"] else f"device {st['device']!r}"
+        if st.get("output") == "browser":
+            where = "the browser" + ("" if st.get("listening") else " (no page listening)")
         faults = st.get("faults") or {}
         lines = [
             f"engine    pid {st['pid']} on {where}, OSC 127.0.0.1:{st['port']}",
@@ -210,15 +222,7 @@ class SynthMagics(Magics):
         print(f"jupysynth: engine pid {pid} stopped; %synth restart starts a new one")
 
     def _cmd_panic(self, rest: list[str]) -> None:
-        s = self.session
-        if not s.live:
-            print("jupysynth: nothing plays (no engine running)")
-            return
-        from ..engine import panic
-
-        panic(s.engine)
-        s.forget()
-        print("jupysynth: panic: everything silenced")
+        print(f"jupysynth: {panic(self.session)}")
 
     def _cmd_devices(self, rest: list[str]) -> None:
         # a fresh process: PortAudio lists devices once, when it starts, so a card
@@ -247,13 +251,7 @@ class SynthMagics(Magics):
             )
 
     def _cmd_restart(self, rest: list[str]) -> None:
-        s = self.session
-        if s.engine is not None:
-            s.engine.stop()
-        s.forget()
-        s.engine, s.reason, s.started = _start_engine()
-        s._reported_death = False
-        print(load_line(s))
+        print(restart(self.session))
 
     def _cmd_record(self, rest: list[str]) -> None:
         if len(rest) != 2:
@@ -282,6 +280,27 @@ class SynthMagics(Magics):
         )
 
 
+def panic(session: live.Session) -> str:
+    """Silence everything the session's engine plays, keep the engine; what happened."""
+    if not session.live:
+        return "nothing plays (no engine running)"
+    from ..engine import panic as engine_panic
+
+    engine_panic(session.engine)
+    session.forget()
+    return "panic: everything silenced"
+
+
+def restart(session: live.Session) -> str:
+    """Stop the session's engine and start a new one; the load line."""
+    if session.engine is not None:
+        session.engine.stop()
+    session.forget()
+    session.engine, session.reason, session.started = _start_engine()
+    session._reported_death = False
+    return load_line(session)
+
+
 def load_ipython_extension(ip: Any) -> None:
     """Start or attach to the engine, register ``%synth``, show modules as panels.
 
@@ -305,6 +324,7 @@ def load_ipython_extension(ip: Any) -> None:
     if getattr(ip, "kernel", None) is not None:  # widgets need a front end
         ip.display_formatter.ipython_display_formatter.for_type(Module, _display_module)
         session.widgets = True  # faults are written into the cell that made the module
+        browser.attach(session)  # the lab extension's status, commands and sound
     print(load_line(session))
 
 
@@ -313,6 +333,7 @@ def unload_ipython_extension(ip: Any) -> None:
     session = live.current()
     if session is None:
         return
+    browser.detach()
     for name, hook in (
         ("pre_run_cell", session.pre_run_cell),
         ("post_run_cell", session.post_run_cell),

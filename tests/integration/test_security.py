@@ -26,7 +26,7 @@ import jupysynth as js
 from jupysynth.control import local
 from jupysynth.control.client import Client
 from jupysynth.control.packets import decode_packet, encode_bundle, encode_message
-from jupysynth.control.tap import Tap, _map_segment
+from jupysynth.control.tap import Tap, map_segment
 from jupysynth.engine import Engine, play
 from jupysynth.errors import EngineError, ParamError
 
@@ -333,11 +333,11 @@ def test_the_kernel_never_maps_a_planted_link_or_anothers_file_as_a_ring(tmp_pat
     link.symlink_to(target)
     try:
         with pytest.raises(OSError):  # ELOOP: O_NOFOLLOW
-            _map_segment(link.name, 1024)
+            map_segment(link.name, 1024)
     finally:
         link.unlink()
     with pytest.raises(EngineError, match="not a segment of its own"):
-        _map_segment("../../etc/passwd", 1024)
+        map_segment("../../etc/passwd", 1024)
 
 
 def test_a_stale_runtime_directory_of_another_user_is_refused(tmp_path, monkeypatch):
