@@ -8,37 +8,18 @@ download).  Screenshots of the knob panel and the scope are saved in
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from procs import children_of
+from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01-first-sound.ipynb"
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-# the flags a closed network needs: no background connections, no component updates
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _missing(why: str) -> None:
@@ -48,32 +29,8 @@ def _missing(why: str) -> None:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def _descendants(pid: int) -> set[int]:
-    out, stack = set(), [pid]
-    while stack:
-        for child in children_of(stack.pop()):
-            out.add(child)
-            stack.append(child)
-    return out
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A JupyterLab server on a free port serving a copy of lesson 01; stopped afterwards."""
+def need_browser() -> None:
+    """Skip (fail on CI) unless Chromium, Playwright and JupyterLab are here."""
     if not Path(CHROMIUM).exists():
         _missing(f"{CHROMIUM} not found")
     pytest.importorskip("jupyterlab")
@@ -81,58 +38,17 @@ def lab(tmp_path_factory):
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _missing("playwright is not installed")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on a free port serving a copy of lesson 01; stopped afterwards."""
+    need_browser()
     work = tmp_path_factory.mktemp("lab")
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
-    settings = work / "settings"
-    # render every cell (no windowing) and fetch no news: the network is closed
-    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"windowingMode": "none"})
-    )
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYSYNTH_HEADLESS="1", PYTHONPATH=str(ROOT))
-    env.pop("JUPYSYNTH_OFFLINE", None)
-    log = open(work / "server.log", "w")
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={work}", f"--LabApp.user_settings_dir={settings}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                raise RuntimeError(
-                    "JupyterLab did not start:\n" + (work / "server.log").read_text()[-3000:]
-                ) from None
-            time.sleep(0.3)
-    yield {"url": f"{base}/lab/tree/{NOTEBOOK.name}?token={token}", "pid": server.pid}
-    left = _descendants(server.pid)
-    server.send_signal(signal.SIGINT)  # twice: shut down the kernels without asking
-    time.sleep(0.3)
-    server.send_signal(signal.SIGINT)
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    log.close()
-    time.sleep(1.0)
-    alive = [p for p in left if _alive(p)]
+    server = LabServer(work, env={"JUPYSYNTH_HEADLESS": "1"})
+    yield {"url": server.url(NOTEBOOK.name), "pid": server.pid, "server": server}
+    alive = server.stop()
     assert not alive, f"processes left behind by the kernel or its engine: {alive}"
 
 
