@@ -30,6 +30,7 @@ message                                                 effect
 ``/ping [any...]``                                      reply ``/pong`` with the same
 ``/tap/open <id:i> <module:i> <port:i> <frames:i>``     copy a module output to a ring
 ``/tap/close <id:i>``                                   stop copying, remove the ring
+``/out/heard <frame:i> <target:i>``                     browser output: the page hears `frame`
 ``/notify <on:i>``                                      hear the engine's pushes, or stop
 ======================================================  =================================
 

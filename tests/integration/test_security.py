@@ -326,6 +326,29 @@ def test_a_tap_ring_is_created_by_the_engine_and_unreadable_to_a_stranger(engine
     assert not seg.exists()  # /tap/close removed what the engine created
 
 
+def test_the_browser_output_ring_is_the_owners_alone_and_heard_reports_are_the_owners():
+    with Engine(output="browser", port=0) as engine:
+        seg = Path("/dev/shm") / engine.info["out_ring"]
+        st = seg.lstat()
+        assert stat.S_ISREG(st.st_mode) and st.st_mode & 0o777 == 0o600
+        assert st.st_uid == os.getuid()
+        seg_path = str(seg)
+
+        def attack() -> dict:
+            return {
+                "read": try_call(lambda: open(seg_path, "rb").read(64)),
+                "unlink": try_call(lambda: os.unlink(seg_path)),
+            }
+
+        assert as_stranger(attack) == {"read": "PermissionError", "unlink": "PermissionError"}
+        # a stranger on the public port cannot steer the clock a page leads
+        replies = udp_exchange(engine.port, [encode_message("/out/heard", (10**9, 48000), "ii")])
+        assert [a for a, _ in replies] == ["/error"]
+        assert "the public OSC port accepts only" in replies[0][1][1]
+        assert not engine.status()["listening"]
+    assert not seg.exists()  # the engine removed its ring as it stopped
+
+
 def test_the_kernel_never_maps_a_planted_link_or_anothers_file_as_a_ring(tmp_path):
     target = tmp_path / "precious"
     target.write_bytes(b"\0" * 200000)
@@ -365,9 +388,11 @@ def test_what_a_sigkilled_process_left_is_swept_by_the_next_engine():
     assert left
     ring = Path(f"/dev/shm/jupysynth-{os.getuid()}-tap-{pid}-0123456789abcdef")  # its engine's
     ring.write_bytes(b"\0" * 128)
+    out = Path(f"/dev/shm/jupysynth-{os.getuid()}-out-{pid}-0123456789abcdef")
+    out.write_bytes(b"\0" * 128)
     with Engine(headless=True):
         assert not [p for p in os.listdir(local.runtime_dir()) if p.startswith(f"client-{pid}-")]
-        assert not ring.exists()
+        assert not ring.exists() and not out.exists()
 
 
 def test_the_public_port_plays_and_stops_modules_by_name(engine, victim):
