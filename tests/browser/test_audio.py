@@ -1,0 +1,181 @@
+"""The engine's sound in the page: JupyterLab and Notebook 7 in Chromium, no sound card.
+
+The kernel's engine plays in the browser (``JUPYSYNTH_OUTPUT=browser``): its
+output reaches the page over the kernel's comm and plays through the jupysynth
+extension's AudioWorklet, which feeds an ``AnalyserNode`` the test reads
+(``window.jupysynth.peakHz()``, ``level()``).  The status bar item follows the
+engine; Ctrl+. silences everything.  Nothing is left running afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer
+
+from .test_lab import ARTIFACTS, need_browser
+
+CELLS = [
+    "%load_ext jupysynth",
+    "import jupysynth as js\nosc = js.Sine(freq=440, amp=0.3)\nosc.play()",
+]
+
+
+def notebook(cells: list[str]) -> str:
+    return json.dumps(
+        {
+            "cells": [
+                {"cell_type": "code", "execution_count": None, "id": f"c{k}", "metadata": {},
+                 "outputs": [], "source": src}
+                for k, src in enumerate(cells)
+            ],  # fmt: skip
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, request):
+    need_browser()
+    work = tmp_path_factory.mktemp(request.param)
+    (work / "sound.ipynb").write_text(notebook(CELLS))
+    srv = LabServer(work, app=request.param, env={"JUPYSYNTH_OUTPUT": "browser"})
+    yield srv
+    alive = srv.stop()
+    assert not alive, f"processes left behind by the kernel or its engine: {alive}"
+
+
+def poll(pg, expr: str, check, timeout: float = 30.0):
+    """Evaluate ``expr`` in the page until ``check(value)``; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pg.evaluate(expr)
+        if check(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def run_cell(pg, code: str, app: str) -> None:
+    """Type ``code`` into a new last cell and run it (JupyterLab and Notebook 7 alike)."""
+    pg.locator(".jp-Cell").last.click()
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("b")
+    pg.locator(".jp-Cell.jp-mod-active .cm-content").click()
+    pg.keyboard.insert_text(code)
+    pg.keyboard.press("Shift+Enter")
+    idle(pg)
+
+
+def idle(pg, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+        if prompts and not any("*" in p for p in prompts):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the kernel did not finish running the cells")
+
+
+def open_and_run(pg, srv: LabServer) -> list[str]:
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(srv.url("sound.ipynb"))
+    pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    pg.wait_for_function("window.jupysynth !== undefined", timeout=60_000)
+    time.sleep(2.0)  # the kernel starts
+    for k in range(len(CELLS)):
+        pg.locator(".jp-CodeCell").nth(k).click()
+        pg.keyboard.press("Shift+Enter")
+        idle(pg, 120)
+    return errors
+
+
+@pytest.mark.parametrize("server", ["lab"], indirect=True)
+def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = open_and_run(pg, server)
+            hz = poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 440) < 3)
+            assert abs(hz - 440) < 3, f"the page hears {hz} Hz"
+            assert pg.evaluate("window.jupysynth.level()") > 0.1
+            item = pg.locator(".jupysynth-status")
+            assert item.get_attribute("data-state") == "playing"
+            assert re.search(r"playing.*browser", item.inner_text()), item.inner_text()
+            stats = pg.evaluate("window.jupysynth.stats()")
+            assert stats and all(s["underruns"] == 0 for s in stats), stats
+            pg.screenshot(path=str(ARTIFACTS / "audio-playing.png"))
+            # a knob turned from Python moves what the page hears
+            run_cell(pg, "osc.freq = 660", "lab")
+            hz = poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 660) < 3)
+            assert abs(hz - 660) < 3, f"the page hears {hz} Hz after osc.freq = 660"
+            # Ctrl+. silences the page at once and the engine with it
+            pg.locator(".jp-Notebook").click()
+            pg.keyboard.press("Control+.")
+            level = poll(pg, "window.jupysynth.level()", lambda v: v < 1e-4, timeout=5)
+            assert level < 1e-4, level
+            run_cell(
+                pg,
+                "import numpy as np\nfrom jupysynth.notebook import live\n"
+                "print('peak', np.abs(live.current().engine.record(0.2)).max())",
+                "lab",
+            )
+            out = pg.locator(".jp-CodeCell").last.locator(".jp-OutputArea-output").inner_text()
+            assert "peak 0.0" in out, out
+            # the status item follows a fault and a stop
+            run_cell(
+                pg,
+                "class Broken(js.Module):\n"
+                "    params = (js.Param('input', 0.0, -1e30, 1e30),)\n"
+                "    positional = ('input',)\n"
+                "    def process(self, input):\n"
+                "        raise ValueError('broken on purpose')\n"
+                "Broken(js.Sine()).play()",
+                "lab",
+            )
+            state = poll(
+                pg,
+                "document.querySelector('.jupysynth-status').dataset.state",
+                lambda v: v == "faulted",
+                timeout=10,
+            )
+            assert state == "faulted"
+            run_cell(pg, "%synth stop", "lab")
+            state = poll(
+                pg,
+                "document.querySelector('.jupysynth-status').dataset.state",
+                lambda v: v == "stopped",
+                timeout=10,
+            )
+            assert state == "stopped"
+            assert not [e for e in errors if "jupysynth" in e.lower()], errors
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("server", ["notebook"], indirect=True)
+def test_notebook_7_plays_the_sine_too(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = open_and_run(pg, server)
+            hz = poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 440) < 3)
+            assert abs(hz - 440) < 3, f"Notebook 7 hears {hz} Hz"
+            assert pg.evaluate("window.jupysynth.level()") > 0.1
+            assert not [e for e in errors if "jupysynth" in e.lower()], errors
+        finally:
+            browser.close()
