@@ -40,6 +40,11 @@ __all__ = ["Link", "attach", "detach"]
 STATUS_SECONDS = 0.5
 #: Seconds between reads of the output ring (a chunk of ~480 frames at 48 kHz).
 POLL_SECONDS = 0.01
+#: A page silent this long while the kernel was idle gets no more sound (a closed
+#: tab: the Jupyter server would buffer what is sent to it until a page reconnects).
+QUIET_SECONDS = 3.0
+#: ... and this long, it is dropped (its comm closed).
+GONE_SECONDS = 30.0
 
 _link: Link | None = None
 
@@ -52,8 +57,20 @@ class Page:
         self.id = page_id
         self.opened = time.monotonic()
         self.report: dict[str, Any] = {}
+        self.heard_from = self.opened  # the last message from the page (monotonic)
         self.sent_frames = 0
         self.sent_bytes = 0
+
+    def silent_for(self, session: Any) -> float:
+        """Seconds the page has said nothing while the kernel could have heard it.
+
+        A page's messages wait while a cell runs (they arrive on the shell
+        channel), so time spent in a cell does not count.
+        """
+        if getattr(session, "_in_cell", False):
+            return 0.0
+        since = max(self.heard_from, getattr(session, "cell_ended", 0.0))
+        return time.monotonic() - since
 
     def send(self, data: dict[str, Any], buffers: list[Any] | None = None) -> bool:
         try:
@@ -116,6 +133,7 @@ class Link:
     def _on_msg(self, page: Page, msg: dict[str, Any]) -> None:
         data = msg.get("content", {}).get("data") or {}
         kind = data.get("type")
+        page.heard_from = time.monotonic()
         if kind == "heard":
             self._heard(page, data)
         elif kind == "command":
@@ -237,6 +255,14 @@ class Pump(threading.Thread):
             from ..control.tap import OutputTap
 
             self.tap = OutputTap(engine)
+        session = link.session
+        for page in pages:
+            if page.silent_for(session) > GONE_SECONDS:
+                link._drop(page)
+                try:
+                    page.comm.close()
+                except Exception:  # noqa: BLE001 - a broken comm: it is gone anyway
+                    pass
         if self.tap is not None:
             chunk = self.tap.read()
             if chunk is not None and pages:
@@ -244,6 +270,8 @@ class Pump(threading.Thread):
                 head = {"type": "audio", "frame": first, "frames": int(pcm.shape[0])}
                 data = memoryview(pcm.tobytes())
                 for page in pages:
+                    if page.silent_for(session) > QUIET_SECONDS:
+                        continue  # a closed tab: nothing sent that the server would keep
                     if page.send(head, [data]):
                         page.sent_frames += pcm.shape[0]
                         page.sent_bytes += pcm.nbytes

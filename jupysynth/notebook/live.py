@@ -34,6 +34,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -102,6 +103,7 @@ class Session:
         self.owners: dict[str, list[Port]] = {}
         self._cell: str | None = None
         self._in_cell = False
+        self.cell_ended = 0.0  # monotonic time the last cell ended
         self._before: set[int] = set()
         self._named_now: set[int] = set()
         self._pending: dict[str, list[Port]] = {}
@@ -235,6 +237,7 @@ class Session:
     def post_run_cell(self, result: Any) -> None:
         """IPython ``post_run_cell`` hook: swap the cell's sound, or undo it on error."""
         self._in_cell = False
+        self.cell_ended = time.monotonic()  # the page's messages waited until now
         failed = bool(getattr(result, "error_before_exec", None)) or bool(
             getattr(result, "error_in_exec", None)
         )

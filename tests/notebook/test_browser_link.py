@@ -33,6 +33,7 @@ class FakePage:
         self.chunks: list[tuple[int, np.ndarray, float]] = []
         self.messages: queue.Queue = queue.Queue()
         self.announced = threading.Event()
+        self.closed = threading.Event()
         self.hello: dict | None = None
         self.status: dict | None = None
         self.clock: tuple[float, int] | None = None  # (monotonic, frame) of playback start
@@ -50,6 +51,8 @@ class FakePage:
             content = msg["content"]
             if kind == "comm_open" and content.get("target_name") == "jupysynth.kernel":
                 self.announced.set()
+            if kind == "comm_close" and content.get("comm_id") == self.comm_id:
+                self.closed.set()
             if kind != "comm_msg" or content.get("comm_id") != self.comm_id:
                 continue
             data = content["data"]
@@ -182,6 +185,28 @@ def test_a_page_hears_the_engine_through_comms_and_leads_its_clock(kernel):
         t = time.monotonic()
         time.sleep(0.3)
         assert np.abs(page.audio(t)).max() == 0.0
+    finally:
+        page.stop.set()
+        page.reader.join(2)
+
+
+def test_a_page_that_went_silent_gets_no_more_sound_and_is_dropped(kernel):
+    kernel, page_client = kernel
+    page = FakePage(page_client)
+    try:
+        execute(kernel, "%load_ext jupysynth\nimport jupysynth.notebook.browser as b\n"
+                        "b.GONE_SECONDS = 5.0\nimport jupysynth as js\n"
+                        "js.Sine(freq=440, amp=0.5).play()")  # fmt: skip
+        page.open()  # and then never reports: a tab closed before its first report
+        time.sleep(1.0)
+        assert page.chunks, "the page got nothing at first"
+        time.sleep(3.0)  # QUIET_SECONDS of kernel idle time
+        n = len(page.chunks)
+        time.sleep(1.0)
+        assert len(page.chunks) == n, "a silent page still gets the stream"
+        # a long cell does not count as silence: its messages wait behind it
+        execute(kernel, "import time; time.sleep(3)")
+        assert page.closed.wait(5.0), "a page silent for GONE_SECONDS was not dropped"
     finally:
         page.stop.set()
         page.reader.join(2)
