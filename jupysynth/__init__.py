@@ -94,3 +94,8 @@ def __getattr__(name: str) -> Any:
         mod = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(mod, name)
     raise AttributeError(f"module 'jupysynth' has no attribute {name!r}")
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the JupyterLab extension is (``jupyter labextension develop`` reads it)."""
+    return [{"src": "labextension", "dest": "jupysynth"}]
