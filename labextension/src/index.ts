@@ -179,6 +179,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           .filter(l => l.stream !== null)
           .map(l => ({
             kernel: l.kernel.id,
+            rate: l.stream!.rate,
+            trip: l.trip,
             buffered: l.stream!.report?.buffered ?? 0,
             target: l.stream!.report?.target ?? 0,
             underruns: l.stream!.report?.underruns ?? 0,

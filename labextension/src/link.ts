@@ -20,6 +20,12 @@ export type Status = { [key: string]: any };
 /** How often a page with no sound to report says it is still there (ms). */
 const ALIVE_MS = 5000;
 
+/** How much of the buffer's shortfall each report (every 50 ms) adds to the trip. */
+const LEARN = 0.05;
+
+/** The most the trip to this page may take (seconds): beyond, underruns grow the buffer. */
+const MAX_TRIP = 0.25;
+
 export class Link {
   readonly kernel: Kernel.IKernelConnection;
   readonly page = Math.random().toString(16).slice(2, 10);
@@ -30,6 +36,13 @@ export class Link {
   private _comm: Kernel.IComm | null = null;
   private _changed = new Signal<this, void>(this);
   private _closed = false;
+  /** Frames the engine's output takes to reach the worklet, learnt from its buffer. */
+  private _trip = 0;
+
+  /** The trip the engine's output takes to the worklet (frames), as learnt. */
+  get trip(): number {
+    return Math.round(this._trip);
+  }
   private _alive: number;
 
   constructor(kernel: Kernel.IKernelConnection) {
@@ -106,17 +119,23 @@ export class Link {
     }
     this.stream?.dispose();
     const stream = new Stream(rate);
+    this._trip = 0;
     stream.onReport = report => {
       // The frame heard now is the worklet's less what lies between it and the ear;
       // the engine renders `target` ahead of the ear, so the worklet keeps its own
       // target when that includes the way to the ear.
       const ear = Math.round(stream.outputLatency() * rate);
       if (report.playing) {
+        // what the engine renders ahead also covers the trip here (the kernel's
+        // 10 ms pump, the server, this thread): that is learnt from the buffer,
+        // nudged up while it holds less than its target and down while it holds more
+        const step = LEARN * (report.target - report.buffered);
+        this._trip = Math.min(Math.max(this._trip + step, 0), MAX_TRIP * rate);
         this.send({
           type: 'heard',
           frame: report.frame - ear,
           buffered: report.buffered,
-          target: report.target + ear,
+          target: report.target + ear + Math.round(this._trip),
           underruns: report.underruns
         });
       }

@@ -3,7 +3,7 @@
  * it is loaded from a Blob URL, so the extension serves no file of its own.
  *
  * A jitter buffer of stereo float frames.  It starts playing once it holds
- * `target` frames (fading in over 5 ms); when it runs dry it fades out what
+ * `target` frames (fading in over 5 ms, any older backlog dropped); when it runs dry it fades out what
  * is left, counts an underrun, raises the target by half (at most 0.5 s) and
  * buffers again.  After 10 s without an underrun, with more than two render
  * quanta and 10 ms to spare all along, it lowers the target by 10 % (not
@@ -106,6 +106,10 @@ class JupysynthStream extends AudioWorkletProcessor {
       return true;
     }
     if (!this.playing && avail >= this.target) {
+      // start (or start again) with a target of frames: a backlog older than that is
+      // dropped, so the sound is never later than the buffer needs
+      this.r = this.w - this.target;
+      avail = this.target;
       this.playing = true;
       this.gain = 0;
     }

@@ -28,8 +28,14 @@ def notebook(cells: list[str]) -> str:
     return json.dumps(
         {
             "cells": [
-                {"cell_type": "code", "execution_count": None, "id": f"c{k}", "metadata": {},
-                 "outputs": [], "source": src}
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"c{k}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": src,
+                }
                 for k, src in enumerate(cells)
             ],  # fmt: skip
             "metadata": {
@@ -113,8 +119,15 @@ def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(se
             item = pg.locator(".jupysynth-status")
             assert item.get_attribute("data-state") == "playing"
             assert re.search(r"playing.*browser", item.inner_text()), item.inner_text()
-            stats = pg.evaluate("window.jupysynth.stats()")
-            assert stats and all(s["underruns"] == 0 for s in stats), stats
+            # the stream keeps up with the page's clock (underruns on a loaded machine
+            # are what the jitter buffer absorbs: benchmarks/browser.py counts them)
+            before = pg.evaluate("window.jupysynth.stats()")
+            time.sleep(3.0)
+            after = pg.evaluate("window.jupysynth.stats()")
+            assert len(before) == len(after) == 1, after
+            got = (after[0]["framesReceived"] - before[0]["framesReceived"]) / 3.0
+            assert abs(got / after[0]["rate"] - 1) < 0.15, (got, after)
+            assert after[0]["playing"] and after[0]["target"] <= 0.5 * after[0]["rate"], after
             pg.screenshot(path=str(ARTIFACTS / "audio-playing.png"))
             # a knob turned from Python moves what the page hears
             run_cell(pg, "osc.freq = 660", "lab")
@@ -131,7 +144,9 @@ def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(se
                 "print('peak', np.abs(live.current().engine.record(0.2)).max())",
                 "lab",
             )
-            out = pg.locator(".jp-CodeCell").last.locator(".jp-OutputArea-output").inner_text()
+            # Shift+Enter on the last cell adds an empty one below: the output is the one before
+            cell = pg.locator(".jp-CodeCell").filter(has_text="live.current()")
+            out = cell.locator(".jp-OutputArea-output").inner_text()
             assert "peak 0.0" in out, out
             # the status item follows a fault and a stop
             run_cell(
