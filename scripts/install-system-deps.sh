@@ -7,12 +7,19 @@
 #                  sounddevice's Linux wheel bundles no PortAudio, so it
 #                  loads this one via ctypes.util.find_library('portaudio').
 # - liblo-tools:   OSC command-line tools (oscsend/oscdump) for OSC tests.
+# - chromium:      the browser the JupyterLab tests drive (Playwright).
+# - nodejs, npm:   build the lab extension (labextension/) into the package;
+#                  only when no `npm` is on the PATH already (NodeSource's
+#                  nodejs bundles npm, Debian's comes apart).
 #
 # Idempotent: does nothing when every package is already installed, and runs
 # `apt-get update` only when installing from the current lists fails.
 set -euo pipefail
 
 PACKAGES=(jackd2 libportaudio2 liblo-tools chromium)
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
