@@ -12,8 +12,10 @@ times a second, which engine frame it is playing now (``/out/heard <frame>
 turns those reports into ``t0`` (the wall time frame 0 is heard), keeping the
 least delayed report of each window, so time tags and ``Engine.time_of``
 stay true to what the listener hears; the block loop renders until it is
-``target`` frames (the page's jitter buffer) plus :data:`TRANSIT_SECONDS`
-(the trip from ring to page) ahead of the frame heard now.  The engine runs
+``target`` frames ahead of the frame heard now: what the page asks for, its
+jitter buffer plus the trip from ring to page (which the page learns from its
+buffer) plus the way from its worklet to the ear.  Until a page reports, the
+lead is 40 ms and :data:`TRANSIT_SECONDS`.  The engine runs
 at the page's rate: the page makes its ``AudioContext`` at the engine's sample
 rate, and the browser resamples to the hardware with its own resampler.
 
@@ -43,8 +45,8 @@ __all__ = ["BrowserDriver", "OutRing", "OUT_CAPACITY"]
 OUT_CAPACITY = 1 << 15
 #: A page that has not reported for this long is gone: the wall clock leads again.
 LISTEN_SECONDS = 2.0
-#: Allowance for the trip from the ring to the page: the kernel reads the ring
-#: every 10 ms, then a websocket message.
+#: Allowance for the trip from the ring to the page until a page says what it
+#: takes: the kernel reads the ring every 10 ms, then a websocket message.
 TRANSIT_SECONDS = 0.02
 #: The most a page may ask the engine to render ahead of what it hears.
 MAX_TARGET_SECONDS = 1.0
@@ -130,7 +132,7 @@ class BrowserDriver(ClockDriver):
                 seen = report
                 self._observe(report[0], report[1])
                 self.target = min(max(report[2], self.bs), max_target)
-                self.lead = self.target + int(TRANSIT_SECONDS * sr)
+                self.lead = self.target  # the page's buffer, its trip and its ear
                 self.latency = self.lead / sr
             self.listening = report is not None and now - report[0] < LISTEN_SECONDS
             if not self.listening and self._should_idle():

@@ -14,6 +14,7 @@ export interface IReport {
   buffered: number;
   target: number;
   underruns: number;
+  skips: number;
   playing: boolean;
   received: number;
 }

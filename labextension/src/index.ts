@@ -184,6 +184,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             buffered: l.stream!.report?.buffered ?? 0,
             target: l.stream!.report?.target ?? 0,
             underruns: l.stream!.report?.underruns ?? 0,
+            skips: l.stream!.report?.skips ?? 0,
             playing: l.stream!.report?.playing ?? false,
             framesReceived: l.stream!.report?.received ?? 0,
             bytesReceived: l.stream!.bytes

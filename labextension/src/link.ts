@@ -20,6 +20,9 @@ export type Status = { [key: string]: any };
 /** How often a page with no sound to report says it is still there (ms). */
 const ALIVE_MS = 5000;
 
+/** The trip assumed until the buffer tells (seconds). */
+const FIRST_TRIP = 0.02;
+
 /** How much of the buffer's shortfall each report (every 50 ms) adds to the trip. */
 const LEARN = 0.05;
 
@@ -119,7 +122,7 @@ export class Link {
     }
     this.stream?.dispose();
     const stream = new Stream(rate);
-    this._trip = 0;
+    this._trip = FIRST_TRIP * rate;
     stream.onReport = report => {
       // The frame heard now is the worklet's less what lies between it and the ear;
       // the engine renders `target` ahead of the ear, so the worklet keeps its own

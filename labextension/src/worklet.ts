@@ -5,7 +5,9 @@
  * A jitter buffer of stereo float frames.  It starts playing once it holds
  * `target` frames (fading in over 5 ms, any older backlog dropped); when it runs dry it fades out what
  * is left, counts an underrun, raises the target by half (at most 0.5 s) and
- * buffers again.  After 10 s without an underrun, with more than two render
+ * buffers again.  A backlog beyond twice the target and 100 ms (messages that
+ * queued while the page was busy) is faded out and dropped the same way, so
+ * the sound never lags more than that.  After 10 s without an underrun, with more than two render
  * quanta and 10 ms to spare all along, it lowers the target by 10 % (not
  * under 20 ms).  Every 50 ms it reports the engine frame it is playing, so
  * the engine's clock can follow this page's audio clock.
@@ -31,6 +33,7 @@ class JupysynthStream extends AudioWorkletProcessor {
     this.maxTarget = Math.round(0.5 * sampleRate);
     this.target = Math.round(0.04 * sampleRate);
     this.underruns = 0;
+    this.skips = 0; // backlogs dropped
     this.received = 0;
     this.flushing = false;
     this.reportEvery = Math.round(0.05 * sampleRate);
@@ -118,6 +121,22 @@ class JupysynthStream extends AudioWorkletProcessor {
       if (R !== L) R.fill(0);
       return true;
     }
+    if (avail > this.excess()) {
+      // a backlog far beyond the target (messages queued while the page was busy):
+      // fade out this quantum and start again from the newest frames
+      for (let i = 0; i < q; i++) {
+        const j = (this.r + i) & MASK;
+        const g = this.gain * (1 - (i + 1) / q);
+        L[i] = this.L[j] * g;
+        R[i] = this.R[j] * g;
+      }
+      this.r += q;
+      this.playing = false;
+      this.gain = 0;
+      this.skips++;
+      this.report();
+      return true;
+    }
     if (avail < q) {
       // running dry: fade out what is left, then buffer again with a deeper target
       for (let i = 0; i < avail; i++) {
@@ -160,6 +179,11 @@ class JupysynthStream extends AudioWorkletProcessor {
     return true;
   }
 
+  excess() {
+    // what the buffer may hold before the oldest goes: the target twice, and 100 ms
+    return 2 * this.target + Math.round(0.1 * sampleRate);
+  }
+
   report() {
     this.sinceReport = 0;
     this.port.postMessage({
@@ -168,6 +192,7 @@ class JupysynthStream extends AudioWorkletProcessor {
       buffered: this.w - this.r,
       target: this.target,
       underruns: this.underruns,
+      skips: this.skips,
       playing: this.playing,
       received: this.received
     });
