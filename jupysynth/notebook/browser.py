@@ -18,8 +18,12 @@ behind JupyterHub's and Binder's proxies exactly as the notebook does):
   page's audio clock leads the engine's) and sends ``{"type": "command",
   "name": "panic" | "restart" | "mute_cell"}``.
 
-Two tabs on one kernel both play (each gets the stream); the newest tab's
-clock leads the engine, the older one's jitter buffer absorbs the difference.
+Two tabs on one kernel: the newest one that listens plays, and its audio clock
+leads the engine; the older ones are told ``{"type": "elsewhere"}`` and fall
+quiet (two tabs playing one stream a few milliseconds apart would sound as a
+comb filter).  When the playing tab closes or stops listening (fed for
+:data:`QUIET_SECONDS` of kernel-idle time without a word back) the next newest
+takes over.
 
 One thread (:class:`Pump`) reads the engine's output ring and sends; the
 comm handlers run on the kernel's main thread, between cells.
@@ -60,6 +64,15 @@ class Page:
         self.heard_from = self.opened  # the last message from the page (monotonic)
         self.sent_frames = 0
         self.sent_bytes = 0
+        self.fed_at: float | None = None  # the first audio sent since its last message
+        self.elsewhere = False  # told the sound plays in another tab
+
+    def deaf(self, session: Any) -> bool:
+        """Fed sound for QUIET_SECONDS of kernel-idle time and never answered: a closed tab."""
+        if self.fed_at is None or getattr(session, "_in_cell", False):
+            return False
+        since = max(self.fed_at, getattr(session, "cell_ended", 0.0))
+        return time.monotonic() - since > QUIET_SECONDS
 
     def silent_for(self, session: Any) -> float:
         """Seconds the page has said nothing while the kernel could have heard it.
@@ -134,6 +147,7 @@ class Link:
         data = msg.get("content", {}).get("data") or {}
         kind = data.get("type")
         page.heard_from = time.monotonic()
+        page.fed_at = None
         if kind == "heard":
             self._heard(page, data)
         elif kind == "command":
@@ -151,9 +165,8 @@ class Link:
             "underruns": int(data.get("underruns", 0)),
             "at": time.monotonic(),
         }
-        newest = max(self.pages.values(), key=lambda p: p.opened, default=None)
         engine = self.session.engine
-        if page is newest and engine is not None and engine.running and frame >= 0:
+        if page is self.pump.active and engine is not None and engine.running and frame >= 0:
             try:
                 engine.send("/out/heard", frame, max(0, target))
             except JupysynthError:
@@ -215,6 +228,15 @@ class Pump(threading.Thread):
         self._engine: Any = None
         self._status_due = 0.0
         self.failures = 0
+        self.active: Page | None = None  # the page that plays
+
+    @staticmethod
+    def choose(pages: list[Page], session: Any) -> Page | None:
+        """The page that plays: the newest one that is not deaf."""
+        for page in sorted(pages, key=lambda p: p.opened, reverse=True):
+            if not page.deaf(session):
+                return page
+        return None
 
     def wake(self) -> None:
         self._wake.set()
@@ -263,18 +285,22 @@ class Pump(threading.Thread):
                     page.comm.close()
                 except Exception:  # noqa: BLE001 - a broken comm: it is gone anyway
                     pass
+        active = self.choose(pages, session)
+        self.active = active
+        for page in pages:
+            if page is not active and not page.elsewhere and page.sent_frames:
+                page.elsewhere = page.send({"type": "elsewhere"})  # another tab plays
         if self.tap is not None:
             chunk = self.tap.read()
-            if chunk is not None and pages:
+            if chunk is not None and active is not None:
                 first, pcm = chunk
                 head = {"type": "audio", "frame": first, "frames": int(pcm.shape[0])}
-                data = memoryview(pcm.tobytes())
-                for page in pages:
-                    if page.silent_for(session) > QUIET_SECONDS:
-                        continue  # a closed tab: nothing sent that the server would keep
-                    if page.send(head, [data]):
-                        page.sent_frames += pcm.shape[0]
-                        page.sent_bytes += pcm.nbytes
+                if active.send(head, [memoryview(pcm.tobytes())]):
+                    active.elsewhere = False
+                    if active.fed_at is None:
+                        active.fed_at = time.monotonic()
+                    active.sent_frames += pcm.shape[0]
+                    active.sent_bytes += pcm.nbytes
         now = time.monotonic()
         if pages and now >= self._status_due:
             self._status_due = now + STATUS_SECONDS
@@ -292,11 +318,12 @@ class Pump(threading.Thread):
             return {"running": False, "output": "none", "reason": str(exc)}
         if status.get("running"):
             status["owners"] = sorted(self.link.session.owners)
-        newest = max(pages, key=lambda p: p.opened)
-        if newest.report:
-            report = dict(newest.report)
+        active = self.active
+        if active is not None and active.report:
+            report = dict(active.report)
             report.pop("at", None)
-            report["bytes_sent"] = newest.sent_bytes
+            report["bytes_sent"] = active.sent_bytes
+            report["page"] = active.id
             status["browser"] = report
         return status
 

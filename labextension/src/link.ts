@@ -39,6 +39,8 @@ export class Link {
   private _comm: Kernel.IComm | null = null;
   private _changed = new Signal<this, void>(this);
   private _closed = false;
+  /** A newer tab on this kernel plays the sound, not this one. */
+  elsewhere = false;
   /** Frames the engine's output takes to reach the worklet, learnt from its buffer. */
   private _trip = 0;
 
@@ -91,8 +93,17 @@ export class Link {
     const data = msg.content.data as Status;
     switch (data.type) {
       case 'audio':
+        if (this.elsewhere) {
+          this.elsewhere = false;
+          this._changed.emit();
+        }
         this._audio(data, msg.buffers);
         return;
+      case 'elsewhere':
+        // a newer tab on this kernel plays the sound: this one falls quiet
+        this.elsewhere = true;
+        this.stream?.flush();
+        break;
       case 'hello':
         this.hello = data;
         this._setup(data);

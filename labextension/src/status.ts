@@ -33,9 +33,9 @@ export function stateOf(link: Link | null): string {
   return s.outputs > 0 ? 'playing' : 'silent';
 }
 
-function where(s: Status): string {
+function where(s: Status, link: Link): string {
   if (s.output === 'browser') {
-    return 'browser';
+    return link.elsewhere ? 'browser, in another tab' : 'browser';
   }
   if (s.output === 'device') {
     return String(s.device || 'device');
@@ -64,7 +64,7 @@ export function summary(link: Link | null): string {
   }
   const parts = [
     state === 'faulted' ? `faulted (${Object.keys(s.faults).length})` : state,
-    where(s),
+    where(s, link!),
     `DSP ${Math.round(Number(s.dsp_load) * 100)}%`,
     `${s.xruns} xruns`,
     `${Math.round(latencyMs(link!))} ms`

@@ -16,7 +16,7 @@ import time
 import pytest
 from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer
 
-from .test_lab import ARTIFACTS, need_browser
+from .test_lab import ARTIFACTS
 
 CELLS = [
     "%load_ext jupysynth",
@@ -45,17 +45,6 @@ def notebook(cells: list[str]) -> str:
             "nbformat_minor": 5,
         }
     )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, request):
-    need_browser()
-    work = tmp_path_factory.mktemp(request.param)
-    (work / "sound.ipynb").write_text(notebook(CELLS))
-    srv = LabServer(work, app=request.param, env={"JUPYSYNTH_OUTPUT": "browser"})
-    yield srv
-    alive = srv.stop()
-    assert not alive, f"processes left behind by the kernel or its engine: {alive}"
 
 
 def poll(pg, expr: str, check, timeout: float = 30.0):
