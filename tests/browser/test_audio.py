@@ -183,3 +183,56 @@ def test_notebook_7_plays_the_sine_too(server):
             assert not [e for e in errors if "jupysynth" in e.lower()], errors
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("server", ["lab"], indirect=True)
+def test_a_page_whose_audio_is_held_back_says_so_and_a_click_plays(server):
+    """The autoplay policy's case: the page's AudioContext suspended.
+
+    Headless Chromium lets every page play (it applies no autoplay policy, whatever
+    ``--autoplay-policy`` says), so the test suspends the context itself, as the
+    policy does to a page nobody has touched; the item and the click are the same.
+    """
+    from playwright.sync_api import sync_playwright
+
+    (server.work / "held.ipynb").write_text(notebook(CELLS))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.goto(server.url("held.ipynb"))
+            pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            pg.wait_for_function("window.jupysynth !== undefined", timeout=60_000)
+            time.sleep(2.0)
+            for k in range(len(CELLS)):
+                pg.locator(".jp-CodeCell").nth(k).click()
+                pg.keyboard.press("Shift+Enter")
+                idle(pg, 120)
+            assert abs(poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 440) < 3)
+                       - 440) < 3  # fmt: skip
+            pg.evaluate("window.jupysynth.analysers()[0].context.suspend()")
+            state = poll(
+                pg,
+                "document.querySelector('.jupysynth-status')?.dataset.state",
+                lambda v: v == "suspended",
+                timeout=10,
+            )
+            assert state == "suspended", state
+            item = pg.locator(".jupysynth-status")
+            assert "click to enable sound" in item.inner_text(), item.inner_text()
+            assert pg.evaluate("window.jupysynth.contexts()") == [
+                {"rate": 48000, "state": "suspended"}
+            ]
+            item.click()
+            hz = poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 440) < 3)
+            assert abs(hz - 440) < 3, f"after the click the page hears {hz} Hz"
+            assert pg.evaluate("window.jupysynth.contexts()")[0]["state"] == "running"
+            state = poll(
+                pg,
+                "document.querySelector('.jupysynth-status')?.dataset.state",
+                lambda v: v == "playing",
+                timeout=10,
+            )
+            assert state == "playing", state
+        finally:
+            browser.close()

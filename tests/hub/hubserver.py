@@ -201,7 +201,8 @@ class HubServer:
             except (OSError, ValueError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("jupyterhub did not start:\n" + self.read_log()[-4000:])
+                    log = self.read_log()[-4000:]
+                    raise RuntimeError(f"jupyterhub did not start:\n{log}") from None
                 time.sleep(0.3)
         self.processes()
 

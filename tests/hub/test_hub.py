@@ -30,11 +30,10 @@ import time
 from pathlib import Path
 
 import pytest
+from browser.test_lab import need_browser
 from labserver import CHROMIUM, CHROMIUM_ARGS
 
-from browser.test_lab import need_browser
-
-from .hubserver import HubServer, cmdline, cpu_seconds, ensure_proxy, memory_mb
+from .hubserver import HubServer, cmdline, cpu_seconds, ensure_proxy, environ, memory_mb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -43,10 +42,11 @@ ARTIFACTS = HERE / "artifacts"
 STUDENTS = {"ada": 330.0, "bob": 440.0, "cyd": 550.0}
 WINDOW = 5.0  # seconds of each CPU measurement
 
-# the page's spectrum at its own and the other students' frequencies, read `reads`
-# times `gap` ms apart (the analyser's 8192-sample window is 170 ms): the median of
-# the reads shrugs off a click from a late block, a leak from another stream stays
-SPECTRUM = """async ([own, others, reads, gap]) => {
+# the page's spectrum at its own and the other students' frequencies (dB, the
+# strongest of the 5 bins around each), from analyser windows (8192 samples, 170 ms)
+# that sound all through: a window with a gap (an underrun on a loaded machine)
+# splatters the sine over the spectrum, which says nothing about other streams
+SPECTRUM = """async ([own, others, want, timeout]) => {
   const at = (db, a, hz) => {
     const k = Math.round((hz * a.fftSize) / a.context.sampleRate);
     let m = -300;
@@ -54,19 +54,27 @@ SPECTRUM = """async ([own, others, reads, gap]) => {
     return m;
   };
   const out = [];
-  for (let i = 0; i < reads; i++) {
-    let mine = -300;
-    const theirs = others.map(() => -300);
+  let gaps = 0;
+  const t0 = performance.now();
+  while (out.length < want && performance.now() - t0 < timeout) {
     for (const a of window.jupysynth.analysers()) {
+      const wave = new Float32Array(a.fftSize);
+      a.getFloatTimeDomainData(wave);
       const db = new Float32Array(a.frequencyBinCount);
       a.getFloatFrequencyData(db);
-      mine = Math.max(mine, at(db, a, own));
-      others.forEach((hz, j) => { theirs[j] = Math.max(theirs[j], at(db, a, hz)); });
+      const seg = a.fftSize / 16;
+      let steady = true;
+      for (let s = 0; s < 16; s++) {
+        let e = 0;
+        for (let i = s * seg; i < (s + 1) * seg; i++) e += wave[i] * wave[i];
+        steady = steady && Math.sqrt(e / seg) > 0.05;
+      }
+      if (steady) out.push([at(db, a, own), others.map(hz => at(db, a, hz))]);
+      else gaps += 1;
     }
-    out.push([mine, theirs]);
-    await new Promise(r => setTimeout(r, gap));
+    await new Promise(r => setTimeout(r, 200));
   }
-  return out;
+  return {reads: out, gaps};
 }"""
 
 
@@ -113,6 +121,15 @@ def poll(pg, expr: str, check, timeout: float = 30.0):
         time.sleep(0.2)
 
 
+def seen(pg) -> dict:
+    """What the page's sound is doing (for a failure's message)."""
+    return pg.evaluate(
+        """() => ({visibility: document.visibilityState, contexts: window.jupysynth.contexts(),
+        streams: window.jupysynth.stats(), level: window.jupysynth.level(),
+        hz: window.jupysynth.peakHz()})"""
+    )
+
+
 def add_cell(pg, code: str) -> None:
     """Type ``code`` into a new cell at the end of the notebook and run it."""
     pg.locator(".jp-Cell").last.click()
@@ -144,14 +161,21 @@ def cpu_shares(trees: dict[str, dict[int, str]], seconds: float) -> dict[str, di
 def report(measured: dict) -> str:
     rows = [
         f"{'student':8} {'Hz':>4} {'RSS MB':>7} {'PSS MB':>7} {'idle CPU':>9} "
-        f"{'playing CPU':>12} {'+ server':>9}"
+        f"{'playing CPU':>12} {'+ server':>9} {'underruns':>9} {'kB/s':>6}"
     ]
     for name, m in measured["students"].items():
         rows.append(
             f"{name:8} {m['hz']:>4.0f} {m['rss_mb']:>7.0f} {m['pss_mb']:>7.0f} "
             f"{m['idle_engine_kernel'] * 100:>8.1f}% {m['playing_engine_kernel'] * 100:>11.1f}% "
-            f"{m['playing_server'] * 100:>8.1f}%"
+            f"{m['playing_server'] * 100:>8.1f}% {m['underruns_playing']:>9} "
+            f"{m['kB_per_s_received']:>6.0f}"
         )
+    rows.append(
+        "(CPU: % of one core over 5 s, engine + kernel; + server: their single-user server; "
+        "underruns and kB/s: the page's stream while playing)"
+    )
+    low = min(min(m["separation_db"].values()) for m in measured["students"].values())
+    rows.append(f"each page hears the other students' frequencies {low:.0f} dB or more down")
     rows.append(
         f"hub + proxy while all three stream: {measured['hub_and_proxy_playing'] * 100:.1f}% "
         f"of a core"
@@ -192,7 +216,8 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
             # lesson 01 through the hub's proxy
             for name, pg in pages.items():
                 pg.goto(hub.url(name, LESSON.name), wait_until="commit")
-            for pg in pages.values():
+            for name, pg in pages.items():
+                assert pg.url.startswith(hub.url(name, LESSON.name)), pg.url
                 pg.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=120_000)
                 pg.wait_for_function("window.jupysynth !== undefined", timeout=60_000)
                 pg.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)
@@ -214,9 +239,11 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
             for name, tree in trees.items():
                 roles = sorted(r for r in tree.values() if r != "other")
                 assert roles.count("server") == 1 and roles.count("kernel") == 1, (name, tree)
-                mains = [pid for pid, r in tree.items() if r == "engine" and "jupysynth.engine.child" in cmdline(pid)]
+                mains = [q for q in tree if "jupysynth.engine.child" in cmdline(q)]
                 assert len(mains) == 1, f"{name} has engines {mains}: {tree}"
                 engines[name] = mains[0]
+                assert environ(mains[0]).get("JUPYTERHUB_USER") == name, environ(mains[0])
+                assert environ(mains[0]).get("HOME") == str(hub.home(name))
             assert len(set(engines.values())) == 3, engines
 
             time.sleep(2.0)
@@ -237,26 +264,41 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
                     lambda v, f=STUDENTS[name]: v and abs(v - f) < 3,
                     timeout=60,
                 )
-                assert hz and abs(hz - STUDENTS[name]) < 3, f"{name}'s page hears {hz} Hz"
+                assert hz and abs(hz - STUDENTS[name]) < 3, f"{name}'s page: {hz} Hz, {seen(pg)}"
 
             time.sleep(2.0)  # all three stream now
             trees = {name: hub.student(name) for name in names}
             theirs = set().union(*trees.values())
             shared = {pid: "other" for pid in hub.processes() if pid not in theirs}
             shared[hub.pid] = "other"
+            before = {name: pg.evaluate("window.jupysynth.stats()") for name, pg in pages.items()}
+            t0 = time.monotonic()
             playing_cpu = cpu_shares({**trees, "_shared": shared}, WINDOW)
+            elapsed = time.monotonic() - t0
+            after = {name: pg.evaluate("window.jupysynth.stats()") for name, pg in pages.items()}
+            stream = {
+                name: {
+                    key: sum(s[key] for s in after[name]) - sum(s[key] for s in before[name])
+                    for key in ("underruns", "bytesReceived", "framesReceived")
+                }
+                for name in names
+            }
             shared_cpu = sum(playing_cpu.pop("_shared").values())
 
             # all three at once: each hears its own frequency and nobody else's
+            separation = {name: {} for name in names}
             for name, pg in pages.items():
                 own = STUDENTS[name]
                 others = [f for n, f in STUDENTS.items() if n != name]
-                hz = pg.evaluate("window.jupysynth.peakHz()")
-                assert abs(hz - own) < 3, f"{name}'s page hears {hz} Hz, not {own:g}"
-                reads = pg.evaluate(SPECTRUM, [own, others, 9, 250])
+                hz = poll(pg, "window.jupysynth.peakHz()", lambda v, f=own: abs(v - f) < 3)
+                assert abs(hz - own) < 3, f"{name}'s page hears {hz} Hz, not {own:g}: {seen(pg)}"
+                got = pg.evaluate(SPECTRUM, [own, others, 7, 30_000])
+                reads = got["reads"]
+                assert len(reads) >= 3, f"{name}'s page: {got['gaps']} windows with a gap, {got}"
                 mine = statistics.median(r[0] for r in reads)
                 for j, f in enumerate(others):
                     theirs = statistics.median(r[1][j] for r in reads)
+                    separation[name][f"{f:g}"] = mine - theirs
                     assert mine - theirs >= 40, (
                         f"{name}'s page has {theirs:.1f} dB at {f:g} Hz, "
                         f"only {mine - theirs:.1f} dB under its own {own:g} Hz ({mine:.1f} dB)"
@@ -293,6 +335,9 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
             "idle_server": i["server"],
             "playing_engine_kernel": pl["engine"] + pl["kernel"],
             "playing_server": pl["server"],
+            "underruns_playing": stream[name]["underruns"],
+            "kB_per_s_received": stream[name]["bytesReceived"] / elapsed / 1000,
+            "separation_db": separation[name],
             "idle": i,
             "playing": pl,
         }
@@ -302,4 +347,3 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "hub.json").write_text(json.dumps(measured, indent=2))
     print("\n" + report(measured))
-
