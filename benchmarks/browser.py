@@ -75,6 +75,39 @@ DETECTOR = """() => {
 }"""
 
 
+# when a websocket message whose sound starts (a stereo PCM tail, L == R, loud) reaches
+# the page, on the detector's clock: the part of the latency before the page's buffer
+ARRIVALS = """
+(() => {
+  window.__arrivals = [];
+  const Native = window.WebSocket;
+  let loud = false;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', e => {
+        const b = e.data;
+        if (!(b instanceof ArrayBuffer) || b.byteLength < 2048) return;
+        const v = new DataView(b, b.byteLength - 1024);
+        let peak = 0;
+        for (let i = 0; i < 1024; i += 4) {
+          const l = v.getInt16(i, true);
+          if (l !== v.getInt16(i + 2, true)) return; // not our PCM
+          peak = Math.max(peak, Math.abs(l));
+        }
+        if (!loud && peak > 3000) {
+          loud = true;
+          window.__arrivals.push(performance.timeOrigin + performance.now());
+        } else if (loud && peak < 300) {
+          loud = false;
+        }
+      });
+    }
+  };
+})();
+"""
+
+
 def notebook(cells: list[str]) -> str:
     return json.dumps(
         {
@@ -145,6 +178,13 @@ def add_cell(pg, code: str) -> None:
     wait_idle(pg)
 
 
+def p95(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
 def headless_cpu(seconds: float) -> float:
     """CPU share of a headless engine playing the same sine, no page, no kernel."""
     import jupysynth as js
@@ -172,33 +212,14 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+            pg.add_init_script(ARRIVALS)
             pg.goto(server.url("bench.ipynb"))
             pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             pg.wait_for_function("window.jupysynth !== undefined", timeout=60_000)
             time.sleep(2.0)
             run_cells(pg, len(CELLS))
             time.sleep(3.0)  # the page's buffer settles
-            pg.evaluate(DETECTOR)
-            ons_path = work / "ons.json"
-            add_cell(pg, TOGGLE.format(path=str(ons_path)))
-            deadline = time.monotonic() + 60
-            while not ons_path.exists() and time.monotonic() < deadline:
-                time.sleep(0.5)
-            ons = json.loads(ons_path.read_text())
-            heard = pg.evaluate("window.__onsets")
-            lat = []
-            for t in ons:
-                after = [h / 1000.0 - t for h in heard if 0 <= h / 1000.0 - t < 0.3]
-                if after:
-                    lat.append(min(after) * 1000.0)
-            lat.sort()
-            p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else float("nan")
-            rows.append(
-                ("added latency, knob to page (ms)",
-                 f"median {statistics.median(lat):.1f}, p95 {p95:.1f} ({len(lat)}/{len(ons)} seen)",
-                 "<= 60 median")
-            )  # fmt: skip
-            # steady streaming: a sine at 0.3 for --minutes
+            # steady streaming first (the buffer settles to what the link needs): a sine at 0.3
             add_cell(pg, "osc.amp = 0.3")
             pids = {pid: role(pid) for pid in descendants(server.pid) if role(pid) is not None}
             pids[server.pid] = "server"
@@ -223,14 +244,53 @@ def main() -> None:
                              f"{share.get(name, 0.0) * 100:.2f} % of a core, "
                              f"RSS {mem.get(name, 0.0):.0f} MB", ""))  # fmt: skip
             buffer = s1[0]["target"] / 48.0 if s1 else float("nan")
-            rows.append(("page jitter buffer at the end", f"{buffer:.0f} ms target", ""))
+            rows.append(("page jitter buffer after the steady run", f"{buffer:.0f} ms target", ""))
+            # then the latency, a knob at a time from silence
+            add_cell(pg, "osc.amp = 0.0")
+            time.sleep(1.0)
+            pg.evaluate(DETECTOR)
+            ons_path = work / "ons.json"
+            add_cell(pg, TOGGLE.format(path=str(ons_path)))
+            deadline = time.monotonic() + 60
+            while not ons_path.exists() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            ons = json.loads(ons_path.read_text())
+            heard = pg.evaluate("window.__onsets")
+            lat = []
+            for t in ons:
+                after = [h / 1000.0 - t for h in heard if 0 <= h / 1000.0 - t < 0.3]
+                if after:
+                    lat.append(min(after) * 1000.0)
+            arrivals = pg.evaluate("window.__arrivals")
+            trip = []
+            for t in ons:
+                after = [a / 1000.0 - t for a in arrivals if 0 <= a / 1000.0 - t < 0.3]
+                if after:
+                    trip.append(min(after) * 1000.0)
+            rows.append(
+                ("added latency, knob to page (ms)",
+                 f"median {statistics.median(lat):.1f}, p95 {p95(lat):.1f} "
+                 f"({len(lat)}/{len(ons)} seen)",
+                 "<= 60 median")
+            )  # fmt: skip
+            if trip:
+                rows.append(
+                    ("  of which knob to the page's websocket (ms)",
+                     f"median {statistics.median(trip):.1f}, p95 {p95(trip):.1f}", "")
+                )  # fmt: skip
+            stats = pg.evaluate("window.jupysynth.stats()")
+            if stats:
+                rows.append(
+                    ("  the page's buffer then: target, learnt trip (ms)",
+                     f"{stats[0]['target'] / 48:.0f}, {stats[0]['trip'] / 48:.0f}", "")
+                )  # fmt: skip
             browser.close()
     finally:
         left = server.stop()
     alone = headless_cpu(min(30.0, args.minutes * 60.0))
     rows.append(("CPU of a headless engine, same sine, no page", f"{alone * 100:.2f} %", "peer"))
     student = share.get("engine", 0.0) + share.get("kernel", 0.0) + share.get("server", 0.0)
-    rows.append(("students per core (engine + kernel + server)", f"{1 / student:.0f}", ""))
+    rows.append(("students per core (engine + kernel + server)", f"{1 / student:.1f}", ""))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'measured':<44}  target / peer")
     for name, value, target in rows:

@@ -3,13 +3,15 @@
  * it is loaded from a Blob URL, so the extension serves no file of its own.
  *
  * A jitter buffer of stereo float frames.  It starts playing once it holds
- * `target` frames (fading in over 5 ms, any older backlog dropped); when it runs dry it fades out what
- * is left, counts an underrun, raises the target by half (at most 0.5 s) and
- * buffers again.  A backlog beyond twice the target and 100 ms (messages that
- * queued while the page was busy) is faded out and dropped the same way, so
- * the sound never lags more than that.  After 10 s without an underrun, with more than two render
- * quanta and 10 ms to spare all along, it lowers the target by 10 % (not
- * under 20 ms).  Every 50 ms it reports the engine frame it is playing, so
+ * 'target' frames (fading in over 5 ms, any older backlog dropped); when it
+ * runs dry it fades out what is left, counts an underrun, raises the target
+ * by half (at most 0.5 s; not in the first 3 s of play, while the page is
+ * still busy loading) and buffers again.  A backlog beyond twice the target
+ * and 100 ms (messages that queued while the page was busy) is faded out and
+ * dropped the same way, so the sound never lags more than that.  After 5 s
+ * without an underrun, with more than two render quanta and 10 ms to spare
+ * all along, it lowers the target by 10 % (not under 20 ms).  Every 50 ms it
+ * reports the engine frame it is playing, so
  * the engine's clock can follow this page's audio clock.
  */
 export const PROCESSOR = 'jupysynth-stream';
@@ -39,6 +41,8 @@ class JupysynthStream extends AudioWorkletProcessor {
     this.reportEvery = Math.round(0.05 * sampleRate);
     this.sinceReport = 0;
     this.window = 0; // frames played in the current shrink window
+    this.played = 0; // frames played since the stream started
+    this.settle = Math.round(3 * sampleRate);
     this.windowMin = Infinity;
     this.windowUnderruns = 0;
     this.port.onmessage = (e) => this.message(e.data);
@@ -151,7 +155,11 @@ class JupysynthStream extends AudioWorkletProcessor {
       this.gain = 0;
       this.underruns++;
       this.windowUnderruns++;
-      this.target = Math.min(this.maxTarget, Math.round(this.target * 1.5));
+      if (this.played > this.settle) {
+        // (while the page settles after the stream starts, a dry spell is the page's
+        // load, not the link's: it restarts the buffer without deepening it)
+        this.target = Math.min(this.maxTarget, Math.round(this.target * 1.5));
+      }
       this.report();
       return true;
     }
@@ -165,7 +173,8 @@ class JupysynthStream extends AudioWorkletProcessor {
     avail -= q;
     if (avail < this.windowMin) this.windowMin = avail;
     this.window += q;
-    if (this.window >= 10 * sampleRate) {
+    this.played += q;
+    if (this.window >= 5 * sampleRate) {
       const spare = 2 * q + 0.01 * sampleRate;
       if (this.windowUnderruns === 0 && this.windowMin > spare) {
         this.target = Math.max(this.minTarget, Math.round(this.target * 0.9));
