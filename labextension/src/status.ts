@@ -102,8 +102,12 @@ function detailsBody(link: Link): Widget {
   if (page) {
     const ms = (frames: number) => `${((frames / link.stream!.rate) * 1000).toFixed(0)} ms`;
     row('page buffer', `${ms(page.buffered)} (target ${ms(page.target)})`);
-    row('page underruns', String(page.underruns));
+    row('page underruns', `${page.underruns} (backlogs dropped: ${page.skips})`);
+    row('trip to this page', ms(link.trip));
     row('page audio', `${link.stream!.context.state}, ${link.stream!.rate} Hz`);
+  }
+  if (link.elsewhere) {
+    row('this tab', 'quiet: a newer tab on this kernel plays the sound');
   }
   if (link.said) {
     row('last command', link.said);

@@ -155,6 +155,14 @@ def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(se
                 timeout=10,
             )
             assert state == "faulted"
+            # a click gives the details: /status's fields and the fault, by module name
+            pg.locator(".jupysynth-status").click()
+            details = pg.locator(".jupysynth-details")
+            details.wait_for(timeout=10_000)
+            text = details.inner_text()
+            assert "Broken" in text and "broken on purpose" in text, text
+            assert re.search(r"dsp_load", text) and "page buffer" in text, text
+            pg.locator(".jp-Dialog .jp-mod-accept").click()
             run_cell(pg, "%synth stop", "lab")
             state = poll(
                 pg,
@@ -200,7 +208,7 @@ def test_a_page_whose_audio_is_held_back_says_so_and_a_click_plays(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-            pg.goto(server.url("held.ipynb"))
+            pg.goto(server.url("held.ipynb") + "&reset")  # not the workspace of the last test
             pg.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             pg.wait_for_function("window.jupysynth !== undefined", timeout=60_000)
             time.sleep(2.0)
