@@ -25,8 +25,10 @@ comb filter).  When the playing tab closes or stops listening (fed for
 :data:`QUIET_SECONDS` of kernel-idle time without a word back) the next newest
 takes over.
 
-One thread (:class:`Pump`) reads the engine's output ring and sends; the
-comm handlers run on the kernel's main thread, between cells.
+One thread (:class:`Pump`) reads the engine's output ring and sends it,
+another (:class:`Reporter`) pushes the status, so the sound never waits on a
+``/status`` round trip; the comm handlers run on the kernel's main thread,
+between cells.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class Link:
         self._manager.register_target("jupysynth.page", self._open_page)
         self.announce = create_comm(target_name="jupysynth.kernel", data={"version": 1})
         self.pump = Pump(self)
+        self.reporter = Reporter(self)
         self.pump.start()
+        self.reporter.start()
 
     # -- pages (kernel main thread) -------------------------------------------------------
 
@@ -126,6 +130,7 @@ class Link:
         comm.on_close(lambda m: self._drop(page))
         page.send(self.hello())
         self.pump.wake()
+        self.reporter.wake()
 
     def _drop(self, page: Page) -> None:
         with self._lock:
@@ -183,6 +188,7 @@ class Link:
             if name == "restart":
                 text = extension.restart(session)
                 self.pump.wake()
+                self.reporter.wake()
                 return text
             if name == "mute_cell":
                 owner = f"cell:{cell}"
@@ -200,7 +206,9 @@ class Link:
         """Stop the pump, say goodbye to the pages, close the comms (idempotent)."""
         self._stop.set()
         self.pump.wake()
+        self.reporter.wake()
         self.pump.join(2.0)
+        self.reporter.join(2.0)
         with self._lock:
             pages = list(self.pages.values())
             self.pages.clear()
@@ -218,7 +226,7 @@ class Link:
 
 
 class Pump(threading.Thread):
-    """Sends the engine's browser output and its status to every page (a thread)."""
+    """Sends the engine's browser output to the page that plays it (a thread)."""
 
     def __init__(self, link: Link) -> None:
         super().__init__(name="jupysynth-browser", daemon=True)
@@ -226,7 +234,6 @@ class Pump(threading.Thread):
         self._wake = threading.Event()
         self.tap: Any = None
         self._engine: Any = None
-        self._status_due = 0.0
         self.failures = 0
         self.active: Page | None = None  # the page that plays
 
@@ -272,7 +279,7 @@ class Pump(threading.Thread):
                 hello = link.hello()
                 for page in pages:
                     page.send(hello)
-            self._status_due = 0.0
+            link.reporter.wake()
         if live and self.tap is None and engine.info.get("output") == "browser":
             from ..control.tap import OutputTap
 
@@ -301,15 +308,50 @@ class Pump(threading.Thread):
                         active.fed_at = time.monotonic()
                     active.sent_frames += pcm.shape[0]
                     active.sent_bytes += pcm.nbytes
-        now = time.monotonic()
-        if pages and now >= self._status_due:
-            self._status_due = now + STATUS_SECONDS
-            status = self.status(engine, pages)
+
+
+class Reporter(threading.Thread):
+    """Pushes the engine's status to every page twice a second (a thread).
+
+    Apart from the :class:`Pump` so that sound never waits on a ``/status``
+    round trip to a busy engine.
+    """
+
+    def __init__(self, link: Link) -> None:
+        super().__init__(name="jupysynth-status", daemon=True)
+        self.link = link
+        self._wake = threading.Event()
+        self.failures = 0
+
+    def wake(self) -> None:
+        """Push now (a page opened, the engine restarted)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        link = self.link
+        while not link._stop.is_set():
+            self._wake.wait(STATUS_SECONDS)
+            self._wake.clear()
+            if link._stop.is_set():
+                break
+            with link._lock:
+                pages = list(link.pages.values())
+            if not pages:
+                continue
+            try:
+                status = self.status(link.session.engine)
+            except Exception as exc:  # noqa: BLE001 - the pushes must outlive one bad one
+                self.failures += 1
+                if self.failures == 1:
+                    import sys
+
+                    print(f"jupysynth: browser status: {exc!r}", file=sys.stderr)
+                continue
             for page in pages:
                 page.send({"type": "status", "status": status})
 
-    def status(self, engine: Any, pages: list[Page]) -> dict[str, Any]:
-        """The engine's ``/status``, with the pages' buffers and who owns what plays."""
+    def status(self, engine: Any) -> dict[str, Any]:
+        """The engine's ``/status``, with the playing page's buffer and who owns what plays."""
         if engine is None:
             return {"running": False, "output": "none", "reason": self.link.session.reason}
         try:
@@ -318,7 +360,7 @@ class Pump(threading.Thread):
             return {"running": False, "output": "none", "reason": str(exc)}
         if status.get("running"):
             status["owners"] = sorted(self.link.session.owners)
-        active = self.active
+        active = self.link.pump.active
         if active is not None and active.report:
             report = dict(active.report)
             report.pop("at", None)
