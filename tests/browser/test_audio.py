@@ -118,10 +118,21 @@ def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(se
             assert abs(got / after[0]["rate"] - 1) < 0.15, (got, after)
             assert after[0]["playing"] and after[0]["target"] <= 0.5 * after[0]["rate"], after
             pg.screenshot(path=str(ARTIFACTS / "audio-playing.png"))
-            # a knob turned from Python moves what the page hears
+            # its knobs and scope work as with a sound card: the same engine blocks
+            run_cell(pg, "osc", "lab")
+            view = pg.locator(".jupysynth-scope").first
+            view.wait_for(timeout=30_000)
+            line = view.locator("path.line").first
+            line.wait_for(timeout=30_000)
+            time.sleep(0.5)
+            before = line.get_attribute("d") or ""
+            assert len(before) > 100, "the scope draws no curve"
+            assert pg.locator(".jupysynth-knobs").first.locator(".widget-slider").count() == 3
+            # a knob turned from Python moves what the page hears, and the scope
             run_cell(pg, "osc.freq = 660", "lab")
             hz = poll(pg, "window.jupysynth.peakHz()", lambda v: v and abs(v - 660) < 3)
             assert abs(hz - 660) < 3, f"the page hears {hz} Hz after osc.freq = 660"
+            assert (line.get_attribute("d") or "") != before, "the scope did not move"
             # Ctrl+. silences the page at once and the engine with it
             pg.locator(".jp-Notebook").click()
             pg.keyboard.press("Control+.")
