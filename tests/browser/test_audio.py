@@ -183,6 +183,8 @@ def test_a_sine_arrives_in_the_page_follows_its_knob_and_ctrl_dot_silences_it(se
             )
             assert state == "stopped"
             assert not [e for e in errors if "jupysynth" in e.lower()], errors
+            # the installed config enabled the server extension: no Nagle delay on the stream
+            assert "jupysynth: kernel websockets send at once" in server.read_log()
         finally:
             browser.close()
 
