@@ -150,5 +150,9 @@ class LabServer:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
-        time.sleep(1.0)
+        # the kernels' engines follow their kernels (PR_SET_PDEATHSIG), closing their
+        # sound card first: give them until the deadline, on a loaded machine
+        deadline = time.monotonic() + 10.0
+        while any(alive(p) for p in left) and time.monotonic() < deadline:
+            time.sleep(0.2)
         return [p for p in left if alive(p)]
