@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer, descendants  # noqa: E402
+from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer, descendants, idle, notebook  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -108,27 +108,6 @@ ARRIVALS = """
 """
 
 
-def notebook(cells: list[str]) -> str:
-    return json.dumps(
-        {
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "execution_count": None,
-                    "id": f"c{k}",
-                    "metadata": {},
-                    "outputs": [],
-                    "source": src,
-                }
-                for k, src in enumerate(cells)
-            ],  # fmt: skip
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-    )
-
-
 def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
@@ -155,17 +134,7 @@ def run_cells(pg, n: int) -> None:
     for k in range(n):
         pg.locator(".jp-CodeCell").nth(k).click()
         pg.keyboard.press("Shift+Enter")
-        wait_idle(pg)
-
-
-def wait_idle(pg, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-        if prompts and not any("*" in p for p in prompts):
-            return
-        time.sleep(0.2)
-    raise RuntimeError("the kernel did not finish running the cells")
+        idle(pg, 120)
 
 
 def add_cell(pg, code: str) -> None:
@@ -175,7 +144,7 @@ def add_cell(pg, code: str) -> None:
     pg.locator(".jp-Cell.jp-mod-active .cm-content").click()
     pg.keyboard.insert_text(code)
     pg.keyboard.press("Shift+Enter")
-    wait_idle(pg)
+    idle(pg, 120)
 
 
 def p95(values: list[float]) -> float:

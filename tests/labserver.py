@@ -38,6 +38,51 @@ CHROMIUM_ARGS = [
 ]
 
 
+def notebook(cells: list[str]) -> str:
+    """A notebook of code cells (the ``.ipynb`` text), for a test to open."""
+    return json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"c{k}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": src,
+                }
+                for k, src in enumerate(cells)
+            ],  # fmt: skip
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+def idle(pg, timeout: float = 60.0) -> None:
+    """Wait until no cell of the page's notebook is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+        if prompts and not any("*" in p for p in prompts):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the kernel did not finish running the cells")
+
+
+def poll(pg, expr: str, check, timeout: float = 30.0):
+    """Evaluate ``expr`` in the page until ``check(value)``; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pg.evaluate(expr)
+        if check(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from labserver import LabServer
+from labserver import LabServer, notebook
 
-from .test_audio import CELLS, notebook
+from .test_audio import CELLS
 from .test_lab import need_browser
 
 

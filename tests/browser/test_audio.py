@@ -9,12 +9,11 @@ engine; Ctrl+. silences everything.  Nothing is left running afterwards.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import pytest
-from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer
+from labserver import CHROMIUM, CHROMIUM_ARGS, LabServer, idle, notebook, poll
 
 from .test_lab import ARTIFACTS
 
@@ -22,39 +21,6 @@ CELLS = [
     "%load_ext jupysynth",
     "import jupysynth as js\nosc = js.Sine(freq=440, amp=0.3)\nosc.play()",
 ]
-
-
-def notebook(cells: list[str]) -> str:
-    return json.dumps(
-        {
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "execution_count": None,
-                    "id": f"c{k}",
-                    "metadata": {},
-                    "outputs": [],
-                    "source": src,
-                }
-                for k, src in enumerate(cells)
-            ],  # fmt: skip
-            "metadata": {
-                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-            },
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-    )
-
-
-def poll(pg, expr: str, check, timeout: float = 30.0):
-    """Evaluate ``expr`` in the page until ``check(value)``; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pg.evaluate(expr)
-        if check(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def run_cell(pg, code: str, app: str) -> None:
@@ -66,16 +32,6 @@ def run_cell(pg, code: str, app: str) -> None:
     pg.keyboard.insert_text(code)
     pg.keyboard.press("Shift+Enter")
     idle(pg)
-
-
-def idle(pg, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-        if prompts and not any("*" in p for p in prompts):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the kernel did not finish running the cells")
 
 
 def open_and_run(pg, srv: LabServer) -> list[str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from labserver import CHROMIUM, CHROMIUM_ARGS, alive
+from labserver import CHROMIUM, CHROMIUM_ARGS, alive, idle, poll
 
-from .test_audio import idle, open_and_run, poll, run_cell
+from .test_audio import open_and_run, run_cell
 
 
 def hears(pg, hz: float, timeout: float = 20.0) -> float:

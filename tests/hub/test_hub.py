@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from browser.test_lab import need_browser
-from labserver import CHROMIUM, CHROMIUM_ARGS
+from labserver import CHROMIUM, CHROMIUM_ARGS, idle, poll
 
 from .hubserver import HubServer, cmdline, cpu_seconds, ensure_proxy, environ, memory_mb
 
@@ -98,27 +98,6 @@ def hub(tmp_path_factory, proxy):
     yield srv
     left = srv.stop()
     assert not left, "processes left behind by the hub:\n" + "\n".join(left)
-
-
-def idle(pg, timeout: float = 120.0) -> None:
-    """Wait until no cell of the page's notebook is running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-        if prompts and not any("*" in p for p in prompts):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the kernel did not finish running the cells")
-
-
-def poll(pg, expr: str, check, timeout: float = 30.0):
-    """Evaluate ``expr`` in the page until ``check(value)``; the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pg.evaluate(expr)
-        if check(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def seen(pg) -> dict:
@@ -226,7 +205,7 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
                 pg.locator(".jp-CodeCell").first.click()
                 pg.keyboard.press("Shift+Enter")
             for pg in pages.values():
-                idle(pg)
+                idle(pg, 120)
             for name, pg in pages.items():
                 out = pg.locator(".jp-CodeCell").first.locator(".jp-OutputArea").inner_text()
                 assert "browser" in out, f"{name}'s %load_ext jupysynth says: {out}"
@@ -257,7 +236,7 @@ def test_three_students_each_hear_their_own_sine_through_the_hub(hub):
                     f"osc = js.Sine(freq={STUDENTS[name]:g}, amp=0.3)\nosc.play()",
                 )
             for name, pg in pages.items():
-                idle(pg)
+                idle(pg, 120)
                 hz = poll(
                     pg,
                     "window.jupysynth.peakHz()",
