@@ -58,34 +58,6 @@ def _watchdog(reason: str) -> None:
     threading.Thread(target=bail, name="jupysynth-watchdog", daemon=True).start()
 
 
-def _warm_every_kernel(samplerate: int, blocksize: int) -> None:
-    """Call every module kernel once with its parameters driven by signals.
-
-    :func:`jupysynth.warmup.warmup` loads the kernels a typical patch uses;
-    a parameter connected later switches a group to its general kernel, whose
-    first call would otherwise load machine code (milliseconds) inside a block.
-    """
-    from ..graph import Mix, MulAdd, module_types
-    from ..kernels.arith import CHUNK
-    from ..modules import Sine
-    from ..renderer import render
-
-    voices = []
-    for cls in module_types().values():
-        if cls.reads_bus:  # Mix, and a split Mix's parts (warmed by the worker)
-            continue
-        kwargs = {p.name: MulAdd(Sine(freq=1.0), 0.0, p.default) for p in cls.params if p.signal}
-        voices.append(cls(**kwargs))
-    ports = [v if v.channels == 1 else v.left for v in voices]
-    ports += [ports[0]] * max(0, CHUNK + 1 - len(ports))  # the chunked sum too
-    render(
-        Mix(*ports, amp=MulAdd(Sine(freq=1.0), 0.0, 0.0)),
-        blocksize / samplerate,
-        samplerate,
-        blocksize,
-    )
-
-
 def _raise_priority() -> str:
     """Give the block loop (this thread) precedence over the kernel and the rest of the machine.
 
@@ -119,7 +91,7 @@ class ChildEngine:
         from ..control.address import STATUS_FIELDS
         from ..control.server import OscServer
         from ..errors import EngineError
-        from ..warmup import warmup
+        from ..warmup import warm_live, warmup
         from .core import EngineCore
         from .drivers import open_driver
 
@@ -131,7 +103,7 @@ class ChildEngine:
         t = time.perf_counter()
         if cfg["workers"] == 0:  # otherwise the workers render, and warm up themselves
             warmup()
-            _warm_every_kernel(cfg["samplerate"], cfg["blocksize"])
+            warm_live(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
         try:
             self.server = OscServer(

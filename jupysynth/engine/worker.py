@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a worker (see the module docstring)."""
     argv = sys.argv if argv is None else argv
     fd, memfd, cfg = int(argv[1]), int(argv[2]), json.loads(argv[3])
-    from .child import _die_with_parent, _raise_priority, _warm_every_kernel
+    from .child import _die_with_parent, _raise_priority
 
     _die_with_parent(cfg["parent_pid"], signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -140,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..kernels import bus as bus_kernels
     from ..kernels.bus import column_runs, copy_runs
     from ..renderer import Renderer
-    from ..warmup import warmup
+    from ..warmup import warm_live, warmup
     from .core import _normal_priority
     from .split import owner_of, warm_partials  # registers the stand-in types too
     from .typedefs import load_type
 
     warmup()
-    _warm_every_kernel(sr, bs)
+    warm_live(sr, bs)
     warm_partials(sr, bs)
     # a patch prepared on a thread (numba compiling for a second) holds the interpreter
     # lock in long stretches; hand it back to the block loop every half millisecond
