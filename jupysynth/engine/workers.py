@@ -29,8 +29,10 @@ Faults
     A worker that dies (a segfault, SIGKILL) or misses its deadline
     (:data:`WORKER_DEADLINE`) is killed; a warm spare, kept ready, takes its
     place and re-creates its modules (their state starts anew), and another
-    spare starts.  Modules that were on two workers that died within
-    :data:`CULPRIT_WINDOW` are muted and reported as faults.  Until the spare
+    spare starts.  Modules that were on two workers that crashed (a fatal
+    signal such as SIGSEGV) or hung within :data:`CULPRIT_WINDOW` are muted
+    and reported as faults; a kill from outside (SIGKILL, SIGTERM) blames
+    nobody.  Until the spare
     has taken over, the dead worker's modules are silent; everything else
     plays on.
 """
@@ -85,6 +87,8 @@ _MIX_OUT = kernels.load("bus.mix_out")
 _MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
 _BLOCK = struct.Struct("<II")  # frames, block number
+#: Signals a worker dies of when the code it runs crashes (not when it is killed).
+_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 #: Most worker slots (each has a "done" flag after the shared bus).
 MAX_WORKERS = 64
 
@@ -223,8 +227,9 @@ class PoolRenderer:
         self._doorbells = [os.eventfd(0, os.EFD_NONBLOCK) for _ in range(self._n)]
         self._left = np.zeros(0, dtype=np.int64)
         self._right = np.zeros(0, dtype=np.int64)
-        # load (or compile) the mixing kernels now, not in the first block
+        # load (or compile) the mixing kernels now, not in the first block or crossfade
         _MIX_OUT(0, 1, self.bus, self._left, self._right, self.out)
+        _MIX_OUT_FADE(0, 1, self.bus, self._left, self._right, self._left, self._right, 0, 1, self.out)
         _ALL_FINITE(self.out, 0, 1)
         self._holders: dict[int, list[int]] = {}  # module id -> slots rendering it
         self._poller = select.poll()
@@ -417,17 +422,29 @@ class PoolRenderer:
         w = self._slots[slot]
         if w is None:
             return
-        code = w.proc.poll()
+        hung = w.proc.poll() is None and ("deadline" in why or "did not answer" in why)
         w.kill()
+        code = w.proc.returncode  # a worker dying as it was killed keeps its own cause
         self._slots[slot] = None
         self.restarts += 1
         lo = 1 + slot * MAX_OUTPUTS_PER_WORKER
         self.bus[:, lo : lo + MAX_OUTPUTS_PER_WORKER] = 0.0
-        how = f"exited with code {code}" if code is not None else why
+        if hung:
+            how = why
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        # only what a module can do to its worker points at the module: a crash, a hang;
+        # a kill from outside (SIGKILL, SIGTERM: a person, the OOM killer) does not
+        blamed = hung or -code in _CRASHES
         now = time.monotonic()
-        culprits = {i for i in w.ids if now - self._deaths.get(i, -1e9) < CULPRIT_WINDOW}
-        for i in w.ids:
+        culprits = {
+            i for i in w.ids if blamed and now - self._deaths.get(i, -1e9) < CULPRIT_WINDOW
+        }
+        for i in w.ids if blamed else ():
             self._deaths[i] = now
+        for i in w.ids:
             left = [s for s in self._holders.get(i, ()) if s != slot]
             if left:
                 self._holders[i] = left  # a copy of a head lives on
@@ -788,6 +805,36 @@ class PoolRenderer:
             del self.faults[i]
         return True
 
+    def _end_fade(self) -> None:
+        """A crossfade ended: from the next block, mix only the outputs it faded to.
+
+        The modules only the old patch used render on, unheard, until a division of
+        the new patch, prepared off the block thread (:attr:`rebalance_wanted`),
+        drops them; rebuilding the workers here would hold the block for every
+        worker's rebuild (4-16 blocks measured with two workers).
+        """
+        outputs = self._fade[1]
+        cols: dict[tuple[int, int, int], tuple[int, int]] = {}
+        li = ri = 0
+        for o in self.outputs:  # the columns _layout gave each output, in its order
+            if o[2] == 1:
+                cols[o] = (int(self._left[li]), int(self._right[ri]))
+                li, ri = li + 1, ri + 1
+            elif o[1] == 0:
+                cols[o] = (int(self._left[li]), 0)
+                li += 1
+            else:
+                cols[o] = (0, int(self._right[ri]))
+                ri += 1
+        left = [cols[o][0] for o in outputs if o[2] == 1 or o[1] == 0]
+        right = [cols[o][1] for o in outputs if o[2] == 1 or o[1] != 0]
+        self._left = np.asarray(left, dtype=np.int64)
+        self._right = np.asarray(right, dtype=np.int64)
+        self.outputs = list(outputs)
+        self._fade = None
+        self._generation += 1  # a plan prepared during the fade would fade again
+        self.rebalance_wanted = True
+
     def _note_costs(self, costs: dict[str, tuple[float, int]]) -> None:
         """Take a worker's measured costs; ask for a new division if the layout is far off.
 
@@ -853,16 +900,6 @@ class PoolRenderer:
         if self._reassign or (None in self._slots and self._spare_ready()):
             self._adopt()
         slots = self._slots
-        lay = self._preparing
-        if lay is not None and not lay.sent and lay.generation == self._generation:
-            lay.sent = True  # the workers build it while they render (no reply)
-            for slot, data in lay.messages.items():
-                w = slots[slot]
-                try:
-                    if w is not None:
-                        w.wire.send(data)
-                except OSError as exc:
-                    self._fail(slot, f"broke its pipe ({exc})")
         if events:
             per: dict[int, list] = {}
             for ev in events:
@@ -892,6 +929,20 @@ class PoolRenderer:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
             busy += 1
+        # a patch to build comes after this block's request, which may switch a worker to
+        # the patch prepared before it: sent first, it would replace that one unbuilt
+        lay = self._preparing
+        if lay is not None and not lay.sent and lay.generation == self._generation:
+            lay.sent = True  # the workers build it while they render (no reply)
+            for slot, data in lay.messages.items():
+                w = slots[slot]
+                if w is None:
+                    continue
+                try:
+                    w.wire.send(data)
+                except OSError as exc:
+                    self._fail(slot, f"broke its pipe ({exc})")
+                    busy -= 1  # it was sent its block: no reply will come
         done: set[int] = set()
         deadline = time.monotonic() + WORKER_DEADLINE
         while len(done) < busy:
@@ -948,7 +999,7 @@ class PoolRenderer:
             done_frames += frames
             self._fade = (nodes, outputs, modes, done_frames, length)
             if done_frames >= length:
-                self.update(nodes, outputs)  # faded: drop what only the old patch used
+                self._end_fade()
         if not _ALL_FINITE(self.out, 0, frames):
             # every module's own NaN is caught in its worker; this is a sum overflowing
             np.nan_to_num(self.out[:frames], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
