@@ -229,7 +229,9 @@ class PoolRenderer:
         self._right = np.zeros(0, dtype=np.int64)
         # load (or compile) the mixing kernels now, not in the first block or crossfade
         _MIX_OUT(0, 1, self.bus, self._left, self._right, self.out)
-        _MIX_OUT_FADE(0, 1, self.bus, self._left, self._right, self._left, self._right, 0, 1, self.out)
+        _MIX_OUT_FADE(
+            0, 1, self.bus, self._left, self._right, self._left, self._right, 0, 1, self.out
+        )
         _ALL_FINITE(self.out, 0, 1)
         self._holders: dict[int, list[int]] = {}  # module id -> slots rendering it
         self._poller = select.poll()
@@ -439,9 +441,7 @@ class PoolRenderer:
         # a kill from outside (SIGKILL, SIGTERM: a person, the OOM killer) does not
         blamed = hung or -code in _CRASHES
         now = time.monotonic()
-        culprits = {
-            i for i in w.ids if blamed and now - self._deaths.get(i, -1e9) < CULPRIT_WINDOW
-        }
+        culprits = {i for i in w.ids if blamed and now - self._deaths.get(i, -1e9) < CULPRIT_WINDOW}
         for i in w.ids if blamed else ():
             self._deaths[i] = now
         for i in w.ids:

@@ -76,7 +76,9 @@ def test_cell_reruns_with_crossfades_keep_every_worker(capfd):
     with Engine(headless=True, workers=2) as engine:
         old = None
         for k in range(10):
-            new = js.Mix(*[js.LowPass(js.Saw(freq=100.0 + 10 * k + i), cutoff=2000) for i in range(8)])
+            new = js.Mix(
+                *[js.LowPass(js.Saw(freq=100.0 + 10 * k + i), cutoff=2000) for i in range(8)]
+            )
             if old is not None:
                 stop(old, engine, fade=0.05)
             old = new * 0.05
