@@ -42,6 +42,7 @@ from .graph import (
     snapshot,
     type_name,
 )
+from .kernels._dsp import FAST
 
 __all__ = ["Renderer", "render", "write_wav", "Event"]
 
@@ -122,7 +123,7 @@ def _jitted(cls: type[Module]) -> Any:
     with _compiled_lock:
         jitted = _compiled_samples.get(fn)
         if jitted is None:
-            jitted = fn if hasattr(fn, "py_func") else njit(fn, fastmath={"nsz", "contract"})
+            jitted = fn if hasattr(fn, "py_func") else njit(fn, fastmath=FAST)
             _compiled_samples[fn] = jitted
     return jitted
 
