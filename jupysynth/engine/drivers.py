@@ -8,7 +8,8 @@ playback action; the driver counts an xrun, refills and plays on.
 
 :class:`ClockDriver` runs without a device: it renders each block ``lead``
 frames before wall-clock time reaches it, so time tags, recording and OSC
-behave as with a device, only nothing is heard.
+behave as with a device, only nothing is heard.  A block rendered after its
+time counts as an xrun, as the ring running dry does with a device.
 
 The third, :class:`~.browser.BrowserDriver`, plays in a web page: the page's
 audio clock leads (see :mod:`.browser`).
@@ -357,6 +358,7 @@ class ClockDriver(_Driver):
         # clock (time tags) can move against it, when it is set
         self.clock = FrameClock(sr, core.t0_ntp)
         was_idle = False
+        dry = False  # the clock has passed what was rendered: a device would run dry
         while not stop.is_set():
             now = time.monotonic()
             self._observe(now, (now - m0) * sr)
@@ -367,12 +369,18 @@ class ClockDriver(_Driver):
             if was_idle:
                 was_idle = False
                 self._catch_up()
-            due = int((now - m0) * sr) + self.lead
+            played = int((now - m0) * sr)
+            if core.frame < played:
+                if not dry:  # late: counted once per stretch, as a ring running dry is
+                    self.xruns += 1
+                    dry = True
+            else:
+                dry = False
+            due = played + self.lead
             if core.frame < due:
                 self._render(buf)
                 if core.frame + self.sr < due:
-                    # more than a second behind (a stopped VM, a debugger): jump, count once
-                    self.xruns += 1
+                    # more than a second behind (a stopped VM, a debugger): jump
                     core.skip(due - core.frame)
                 continue
             self._nap(min(_IDLE_POLL, (core.frame - due) / self.sr + self._block_seconds / 4))

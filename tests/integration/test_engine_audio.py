@@ -156,9 +156,10 @@ def test_record_of_tagged_bundles_equals_offline_render_on_the_device(engine):
     # t0 moves every few seconds while something plays (the driver loses time), and
     # re-anchors when the device starts anew after idling.  A silent module keeps the
     # device busy between trials, and a trial counts only if t0 is the same from before
-    # its first message to after the recording (the record request is mapped some time
-    # before record() returns).  Each trial has a fresh patch: the last one's events
-    # changed its parameters.
+    # its first message to after its record request was mapped (the request is sent
+    # from a thread, and t0 read again 50 ms later, while the recording goes on: a
+    # correction during the recording moves nothing already mapped).  Each trial has
+    # a fresh patch: the last one's events changed its parameters.
     keep = js.Sine(freq=50, amp=0.0)
     play(keep, engine)
     engine.sync()
@@ -171,10 +172,18 @@ def test_record_of_tagged_bundles_equals_offline_render_on_the_device(engine):
         play(voice, engine, at=t)
         for when, module, name, value in events:
             engine.send_bundle([("/param/set", module.id, name, value)], at=t + when)
-        live = engine.record(0.5, at=t)
+        box: dict = {}
+        recorder = threading.Thread(
+            target=lambda box=box, t=t: box.update(x=engine.record(0.5, at=t))
+        )
+        recorder.start()
+        time.sleep(0.05)
+        mapped_t0 = engine.status()["t0"]
+        recorder.join(30)
+        live = box["x"]
         stop(voice, engine)
         status = engine.status()
-        if status["t0"] == t0:
+        if mapped_t0 == t0:
             break
         moves.append(round((status["t0"] - t0) * 1e3, 2))
     else:
