@@ -393,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
     conn.close()
+    if getattr(engine.driver, "lost", ""):
+        # PortAudio's exit handler would wait on the audio server that went away
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

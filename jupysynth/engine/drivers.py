@@ -43,6 +43,8 @@ __all__ = ["ClockDriver", "FrameClock", "RingDriver", "open_driver"]
 _IDLE_POLL = 0.05
 # the shortest sleep of a busy loop, and its margin before a device period ends
 _MIN_SLEEP = 0.0005
+#: Seconds a playing device may go without reading the ring before it is given up.
+LOST_SECONDS = 0.5
 
 
 class FrameClock:
@@ -339,21 +341,15 @@ class _Driver:
         if target > core.frame:
             core.skip(target - core.frame)
 
+    def _clocked(self, stop: threading.Event, m0: float) -> None:
+        """Render each block ``lead`` frames before ``m0 + frame / sr`` on the monotonic clock.
 
-class ClockDriver(_Driver):
-    """No device: each block is rendered ``lead`` frames before wall-clock time reaches it."""
-
-    headless = True
-
-    def start(self) -> float:
-        """Start the clock; returns the Unix time of frame 0."""
-        self._m0 = time.monotonic()
-        return time.time()
-
-    def run(self, stop: threading.Event) -> None:
+        The headless loop, and a device driver's once its device is lost.
+        """
         core = self.core
         buf = np.zeros((self.bs, 2), dtype=np.float32)
-        m0, sr = self._m0, self.sr
+        sr = self.sr
+        self._m0 = m0
         # frame F is due at m0 + F / sr on the monotonic clock, always: only the wall
         # clock (time tags) can move against it, when it is set
         self.clock = FrameClock(sr, core.t0_ntp)
@@ -368,7 +364,7 @@ class ClockDriver(_Driver):
                 continue
             if was_idle:
                 was_idle = False
-                self._catch_up()
+                self._clock_catch_up()
             played = int((now - m0) * sr)
             if core.frame < played:
                 if not dry:  # late: counted once per stretch, as a ring running dry is
@@ -385,7 +381,7 @@ class ClockDriver(_Driver):
                 continue
             self._nap(min(_IDLE_POLL, (core.frame - due) / self.sr + self._block_seconds / 4))
 
-    def _catch_up(self) -> None:
+    def _clock_catch_up(self) -> None:
         # the idle clock of a headless engine is the same wall clock as when busy
         core = self.core
         target = int((time.monotonic() - self._m0) * self.sr) + self.lead
@@ -394,6 +390,23 @@ class ClockDriver(_Driver):
             target = min(target, nxt)
         if target > core.frame:
             core.skip(target - core.frame)
+
+
+class ClockDriver(_Driver):
+    """No device: each block is rendered ``lead`` frames before wall-clock time reaches it."""
+
+    headless = True
+
+    def start(self) -> float:
+        """Start the clock; returns the Unix time of frame 0."""
+        self._m0 = time.monotonic()
+        return time.time()
+
+    def run(self, stop: threading.Event) -> None:
+        self._clocked(stop, self._m0)
+
+    def _catch_up(self) -> None:
+        self._clock_catch_up()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -418,8 +431,6 @@ class RingDriver(_Driver):
     EngineError
         If the device cannot be opened, with PortAudio's own message.
     """
-
-    headless = False
 
     def __init__(
         self, core: EngineCore, device: Any, device_blocksize: int, lead_blocks: int
@@ -461,6 +472,8 @@ class RingDriver(_Driver):
         self.action: Any = None
         self._stats_action: Any = None
         self._stats_due = 0.0
+        #: Why the device was given up ('' while it plays): see :meth:`run`.
+        self.lost = ""
 
     def start(self) -> float:
         """Start the stream with ``lead`` frames queued; returns the Unix time of frame 0."""
@@ -500,11 +513,25 @@ class RingDriver(_Driver):
         frames = int(self.mixer._state.stats.max_blocksize) or self.period
         return float(self.mixer.latency) + frames / self.sr
 
+    @property
+    def headless(self) -> bool:  # type: ignore[override]
+        """True once the device is lost: clocked by time, nothing heard."""
+        return bool(self.lost)
+
     def run(self, stop: threading.Event) -> None:
+        """Keep the ring ``lead`` frames ahead of the device until ``stop``.
+
+        A device that stops reading the ring for :data:`LOST_SECONDS` while
+        something plays (its audio server stopped, a USB card pulled out) is
+        given up: the loop goes on clocked by time, as headless, so time tags,
+        recordings and scopes keep working; a restart of the engine opens the
+        device again.
+        """
         mixer, core = self.mixer, self.core
         lib, ptr = self._lib, self._ptr
         self.clock = FrameClock(self.sr, core.t0_ntp, lag=self._lag())
         was_idle = False
+        read, moved = ptr.readIndex, time.monotonic()
         while not stop.is_set():
             if self._should_idle():
                 # let the ring play out; rtmixer then drops the action, which is no xrun
@@ -530,11 +557,37 @@ class RingDriver(_Driver):
             # makes the sample late, never early, and the clock keeps the earliest.
             level = lib.PaUtil_GetRingBufferReadAvailable(ptr)
             now = time.monotonic()
+            if ptr.readIndex != read or was_idle:
+                read, moved = ptr.readIndex, now
+            elif now - moved > LOST_SECONDS:
+                self._give_up(stop, now)
+                return
             self._observe(now, core.frame - level)
             self._poll_stats(now)
             # Sleep while the queue outlasts one device period, with a margin for waking
             # and rendering: each wake costs a system call, which is not free everywhere.
             self._nap(max(_MIN_SLEEP, (level - self.period) / self.sr - _MIN_SLEEP))
+
+    def _give_up(self, stop: threading.Event, now: float) -> None:
+        """The device stopped reading: say so once, and play on clocked by time."""
+        import logging
+
+        stamp = time.strftime("%H:%M:%S")
+        self.lost = (
+            f"the device stopped playing at {stamp} (its audio server stopped, or it was "
+            "unplugged); nothing is heard, time tags and recordings go on; once it is back, "
+            "%synth restart (or Engine.stop() and start()) plays through it again"
+        )
+        self.device_name = f"{self.device_name}: lost at {stamp}"
+        logging.getLogger("jupysynth.engine").warning("%s", self.lost)
+        # the frames queued in the ring were never heard: the clock resumes at the next one
+        self._clocked(stop, now - (self.core.frame - self.lead) / self.sr)
+
+    def _catch_up(self) -> None:
+        if self.lost:
+            self._clock_catch_up()
+        else:
+            super()._catch_up()
 
     def _poll_stats(self, now: float) -> None:
         if now < self._stats_due:
@@ -562,7 +615,9 @@ class RingDriver(_Driver):
         return name.value.decode()
 
     def close(self) -> None:
-        """Stop and close the stream."""
+        """Stop and close the stream (a lost device's is left alone: it may never answer)."""
+        if self.lost:
+            return
         try:
             self.mixer.stop()
         finally:

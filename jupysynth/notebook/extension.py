@@ -194,6 +194,11 @@ class SynthMagics(Magics):
             )
             return
         where = "headless (no audio device)" if st["headless"] else f"device {st['device']!r}"
+        if st["headless"] and st["device"]:  # the device it had is lost
+            where = (
+                f"headless: {st['device']}, nothing is heard; once the device is back, "
+                "%synth restart plays through it again"
+            )
         if st.get("output") == "browser":
             where = "the browser" + ("" if st.get("listening") else " (no page listening)")
         faults = st.get("faults") or {}
