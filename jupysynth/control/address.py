@@ -344,7 +344,14 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("latency", "f", "seconds from rendering a frame to the device output"),
     ("dsp_load", "f", "render time / block duration, smoothed over about a second"),
     ("dsp_peak", "f", "largest render time / block duration since the last /status"),
-    ("xruns", "i", "blocks the engine was late for (the ring buffer ran dry)"),
+    (
+        "xruns",
+        "i",
+        (
+            "times the engine was late for the device (its ring ran dry; "
+            "headless: a block rendered after its time)"
+        ),
+    ),
     ("device_underflows", "i", "output underflows PortAudio reported"),
     ("late", "i", "time-tagged messages that arrived after their time"),
     ("drift_ppm", "f", "the device clock against the system clock, ppm (+: fast)"),
@@ -355,7 +362,14 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("outputs", "i", "output channels summed to the device"),
     ("messages", "h", "OSC messages received"),
     ("errors", "h", "messages rejected with /error"),
-    ("device", "s", "the output device's name ('' when headless)"),
+    (
+        "device",
+        "s",
+        (
+            "the output device's name ('' when headless; "
+            "ending 'lost at HH:MM:SS' once a device stopped playing)"
+        ),
+    ),
     ("faults", "s", "JSON {id: message} of muted modules"),
     ("limited", "i", "blocks the safety limiter turned down (the output went over full scale)"),
     ("output", "s", "where the sound goes: device, browser (a web page) or none (headless)"),
