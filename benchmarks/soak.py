@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the virtual sound card lives with the tests
 
 import numpy as np  # noqa: E402
+from procs import children_of  # noqa: E402
 
 import jupysynth as js  # noqa: E402
 from jupysynth.control.tap import Tap  # noqa: E402
@@ -55,15 +56,7 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its live children, in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    pids = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                pids.append(int(entry.name))
+    pids = [pid, *children_of(pid)]
     for p in pids:
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
