@@ -328,6 +328,14 @@ class Renderer:
         self.rebalance_wanted = False
         self._compile()
 
+    #: It renders in the calling process (the worker pool does not: see ``engine/workers.py``).
+    in_process = True
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every install and revive: a plan prepared before it is stale."""
+        return self._generation
+
     # -- building ------------------------------------------------------------------------
 
     def _compile(self) -> None:
@@ -959,7 +967,7 @@ class Renderer:
                 late.append((node_id, name, spec.values.get(name)))
         self._install(plan)
         for node_id, name, value in late:
-            self._keep_value(node_id, name, value)
+            self.keep_value(node_id, name, value)
         return True
 
     def _glide_from(self, node_id: int, name: str, start: float) -> None:
@@ -982,8 +990,9 @@ class Renderer:
                 self._ramping.append(rt)
             rt.ramps.append(p)
 
-    def _keep_value(self, node_id: int, name: str, value: Any) -> None:
-        """Write a number set while the installed plan was prepared into its runtime."""
+    def keep_value(self, node_id: int, name: str, value: Any) -> None:
+        """Write a number set while the installed plan was prepared into its runtime
+        (no glide: the value it had in the renderer that played the block before)."""
         placed = self._where.get(node_id)
         spec = self.nodes.get(node_id)
         if placed is None or spec is None or not isinstance(value, numbers.Real):

@@ -101,7 +101,7 @@ class ChildEngine:
         self._send_lock = threading.Lock()
         self._status_types = "".join(t for _, t, _ in STATUS_FIELDS)
         t = time.perf_counter()
-        if cfg["workers"] == 0:  # otherwise the workers render, and warm up themselves
+        if not cfg["workers"] or cfg["workers"] == "auto":  # else workers render (and warm up)
             warmup()
             warm_live(cfg["samplerate"], cfg["blocksize"])
         self.warmup_seconds = time.perf_counter() - t
@@ -119,10 +119,20 @@ class ChildEngine:
             raise EngineError(exc.strerror or str(exc)) from None
         self.pool = None
         try:
-            if cfg["workers"] > 0:
+            sr, bs = cfg["samplerate"], cfg["blocksize"]
+            if cfg["workers"] == "auto":
+                from .auto import AutoRenderer
+                from .core import local_renderer
                 from .workers import PoolRenderer
 
-                self.pool = PoolRenderer(cfg["samplerate"], cfg["blocksize"], cfg["workers"])
+                self.pool = AutoRenderer(
+                    local_renderer(sr, bs, cfg["code_budget"]),
+                    lambda n: PoolRenderer(sr, bs, n),
+                )
+            elif cfg["workers"] > 0:
+                from .workers import PoolRenderer
+
+                self.pool = PoolRenderer(sr, bs, cfg["workers"])
             self.core = EngineCore(
                 cfg["samplerate"],
                 cfg["blocksize"],

@@ -66,7 +66,7 @@ from .patch import PatchTable
 from .taps import Taps
 from .typedefs import load_type
 
-__all__ = ["EngineCore", "RecordJob"]
+__all__ = ["EngineCore", "RecordJob", "local_renderer"]
 
 log = logging.getLogger("jupysynth.engine")
 
@@ -99,6 +99,19 @@ def user_budget(samplerate: int, blocksize: int) -> float:
 Sender = str | tuple[str, int]
 # (frame or None for untagged, sequence number, address, args, sender)
 Op = tuple[Any, int, str, tuple, Sender]
+
+
+def local_renderer(samplerate: int, blocksize: int, code_budget: float | None) -> Renderer:
+    """The engine's in-process renderer: with the guard installed, code written in
+    cells renders in a sandbox process under a time budget (:func:`user_budget`)."""
+    renderer = Renderer({}, [], samplerate, blocksize)
+    if guard.installed():
+        from .sandbox import Sandbox
+
+        budget = code_budget or user_budget(samplerate, blocksize)
+        renderer.user_budget = budget
+        renderer.sandbox = Sandbox(samplerate, budget)
+    return renderer
 
 
 def _normal_priority(nice: int | None) -> None:
@@ -225,8 +238,8 @@ class EngineCore:
         ``error(sender, address, message)``: reply ``/error`` and log.
     reply : callable
         ``reply(sender, address, args, types)``: any other reply (``/synced``).
-    renderer : Renderer or PoolRenderer, optional
-        What renders the blocks; default: a Renderer in this process.
+    renderer : Renderer, PoolRenderer or AutoRenderer, optional
+        What renders the blocks; default: :func:`local_renderer`.
     limiter : bool, default True
         Keep the output within full scale with a peak limiter that is exactly
         transparent below it (:data:`LIMIT_RELEASE_SECONDS` release); off,
@@ -251,15 +264,8 @@ class EngineCore:
         self.t0_ntp = int(t0_ntp)
         self.frame = 0
         self.table = PatchTable()
-        # a Renderer, or anything with its interface (the worker pool)
-        self.renderer = renderer or Renderer({}, [], self.samplerate, self.blocksize)
-        if isinstance(self.renderer, Renderer) and guard.installed():
-            # code written in cells renders in a sandbox process, under a time budget
-            from .sandbox import Sandbox
-
-            budget = code_budget or user_budget(self.samplerate, self.blocksize)
-            self.renderer.user_budget = budget
-            self.renderer.sandbox = Sandbox(self.samplerate, budget)
+        # a Renderer, or anything with its interface (the worker pool, engine/auto.py)
+        self.renderer = renderer or local_renderer(self.samplerate, self.blocksize, code_budget)
         self.late = 0
         self.limiter = bool(limiter)
         self.limited = 0  # blocks the safety limiter turned down
@@ -815,7 +821,7 @@ class EngineCore:
         registry for a moment, which a prepare on the worker reads.
         """
         key = (name, blob)
-        if not isinstance(self.renderer, Renderer):
+        if not self.renderer.in_process:
             return  # workers render (and compile) it: nothing to gain in this process
         self._start_sandbox()
         if key in self._warmed or len(self._warmed) >= MAX_WARMED:

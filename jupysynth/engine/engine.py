@@ -157,10 +157,14 @@ class Engine:
     device : int or str, optional
         PortAudio output device (index or name, see ``python -m sounddevice``).
         None uses the default output; if there is none, the engine runs headless.
-    workers : int, default 0
+    workers : int or "auto", default 0
         Worker processes rendering parts of the patch (one more is kept warm as
         a spare); 0 renders in the engine process, best for small patches and
-        small machines.  The samples are the same for any count.
+        small machines.  ``"auto"`` renders in the engine process and moves the
+        patch to a pool of workers while it takes more than half of the block
+        time there and the machine has the cores (at least three), and back
+        when the pool does not pay (:mod:`jupysynth.engine.auto`).  The samples
+        are the same for any count, and across every move.
     port : int, optional
         Open a public OSC port on UDP for other programs (``oscsend``, a phone
         app): 0 picks a free one (see :attr:`port`).  It accepts only knobs,
@@ -218,7 +222,7 @@ class Engine:
         samplerate: int = 48000,
         blocksize: int = 128,
         device: int | str | None = None,
-        workers: int = 0,
+        workers: int | str = 0,
         port: int | None = None,
         host: str = "127.0.0.1",
         *,
@@ -235,10 +239,12 @@ class Engine:
             raise ParamError(f"samplerate={samplerate!r} must be an integer from 8000 to 192000 Hz")
         if not isinstance(blocksize, int) or not 16 <= blocksize <= 4096:
             raise ParamError(f"blocksize={blocksize!r} must be an integer from 16 to 4096 frames")
-        if not isinstance(workers, int) or not 0 <= workers <= 64:
+        if workers != "auto" and (
+            not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= 64
+        ):
             raise ParamError(
                 f"workers={workers!r} must be an integer from 0 (the engine renders "
-                "everything itself) to 64"
+                'everything itself) to 64, or "auto" (workers when they pay)'
             )
         if port is not None and (
             not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535

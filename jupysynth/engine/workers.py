@@ -150,6 +150,7 @@ class _Layout:
         self.done: threading.Event | None = None
         self.revived: list[int] = []
         self.changed: set[tuple[int, int]] = set()
+        self.values: list[tuple[int, str, Any]] = []  # numbers set in another renderer
         self.weights: dict[str, tuple[int, float]] = {}  # type -> (modules, weight) assumed
         self.abandoned = False  # an edit came: stop waiting for this one (a rebalance)
 
@@ -370,6 +371,14 @@ class PoolRenderer:
         if not self._spare_pending:
             self._spare_pending = True
             self._spawns.put(True)
+
+    #: It renders in other processes (see :class:`~jupysynth.renderer.Renderer`).
+    in_process = False
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every change of the layout: a plan prepared before it is stale."""
+        return self._generation
 
     @property
     def workers(self) -> int:
@@ -672,20 +681,19 @@ class PoolRenderer:
             )
         return lay
 
-    def _commit(self, lay: _Layout, wait: bool) -> None:
+    def _commit(self, lay: _Layout, wait: bool, carried: dict | None = None) -> None:
         """Install a layout: now (``wait``: the workers rebuild while the engine waits) or,
-        for a layout the workers prepared already (:meth:`prepare`), with the next block."""
+        for a layout the workers prepared already (:meth:`prepare`), with the next block.
+
+        ``carried``: states of modules arriving from another renderer (``auto``'s move).
+        """
         # modules arriving on a worker take their state from where they were
-        asked: dict[int, list[int]] = {}
+        moving = []
         for i, slots in lay.holders.items():
             old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
             if old and any(s not in old for s in slots):
-                asked.setdefault(old[0], []).append(i)
-        found: dict[int, Any] = {}
-        for old, ids in asked.items():
-            got = self._request(old, ("X", ids))
-            if got is not None:
-                found.update(pickle.loads(got))
+                moving.append(i)
+        found: dict[int, Any] = {**(carried or {}), **self.export_state(moving)}
         for slot in lay.slots:
             w = self._slots[slot]
             if w is None:
@@ -709,6 +717,7 @@ class PoolRenderer:
                     for i, name in lay.changed
                     if i in ids and i in self.nodes and name in self.nodes[i].values
                 ]
+                sets += [(i, name, v, False) for i, name, v in lay.values if i in ids]
                 w.switch = (states, sets)
         if wait:
             self._revived.clear()
@@ -789,17 +798,29 @@ class PoolRenderer:
         if lay is not None:
             lay.abandoned = True
 
-    def apply(self, plan: _Layout, redo: bool = True) -> bool:
-        """Switch to a prepared patch with the next block (see :meth:`prepare`)."""
+    def apply(
+        self,
+        plan: _Layout,
+        redo: bool = True,
+        carried: dict | None = None,
+        values: Iterable[tuple[int, str, Any]] = (),
+    ) -> bool:
+        """Switch to a prepared patch with the next block (see :meth:`prepare`).
+
+        ``carried`` and ``values``: the states of modules arriving from another
+        renderer, and the numbers ``(id, name, value)`` set there since the plan
+        was prepared.
+        """
         if plan.generation != self._generation or not plan.ready:
             if not redo:
                 return False
             self.update(*plan.request)
             return True
         plan.changed = set(self._changed)
+        plan.values = list(values)
         self._changed.clear()
         self._revived.difference_update(plan.revived)
-        self._commit(plan, wait=False)
+        self._commit(plan, wait=False, carried=carried)
         self.disabled &= set(self.nodes)
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]
@@ -874,15 +895,49 @@ class PoolRenderer:
                 lay.ready = True
                 lay.done.set()
 
+    def export_state(self, ids: Iterable[int]) -> dict[int, tuple[list[np.ndarray], dict]]:
+        """Copies of the state of modules ``ids`` from the workers rendering them.
+
+        One request to each worker holding any, all sent before any reply is
+        read; as :meth:`Renderer.export_state <jupysynth.renderer.Renderer.export_state>`.
+        """
+        asked: dict[int, list[int]] = {}
+        for i in ids:
+            slots = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
+            if slots:
+                asked.setdefault(slots[0], []).append(i)
+        sent = []
+        for slot, mine in asked.items():
+            try:
+                self._slots[slot].wire.send(pickle.dumps(("X", mine)))
+                sent.append(slot)
+            except OSError as exc:
+                self._fail(slot, f"broke its pipe ({exc})")
+        found: dict[int, Any] = {}
+        deadline = time.monotonic() + WORKER_DEADLINE * 4
+        for slot in sent:
+            w = self._slots[slot]
+            if w is None:
+                continue
+            try:
+                if select.select([w.wire], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    found.update(pickle.loads(w.wire.recv()))
+                    continue
+                why = "did not answer 'X'"
+            except (EOFError, OSError) as exc:
+                why = f"broke its pipe ({exc})"
+            self._fail(slot, why)
+        return found
+
     def _request(self, slot: int, msg: tuple) -> bytes | None:
-        """Send one request and wait for its reply; a worker that fails it is replaced."""
+        """Send one request (a rebuild: "U") and wait for its reply; a worker that fails
+        it is replaced."""
         w = self._slots[slot]
         if w is None:
             return None
         try:
             w.wire.send(pickle.dumps(msg))
-            timeout = _START_TIMEOUT if msg[0] == "U" else WORKER_DEADLINE * 4
-            if select.select([w.wire], [], [], timeout)[0]:
+            if select.select([w.wire], [], [], _START_TIMEOUT)[0]:
                 return w.wire.recv()
             why = f"did not answer {msg[0]!r}"
         except (EOFError, OSError) as exc:
