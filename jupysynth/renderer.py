@@ -44,7 +44,7 @@ from .graph import (
 )
 from .kernels._dsp import FAST
 
-__all__ = ["Renderer", "render", "write_wav", "Event"]
+__all__ = ["Renderer", "States", "render", "write_wav", "Event"]
 
 # (time in seconds, module, parameter name, value)
 Event = tuple[float, Module, str, Any]
@@ -263,6 +263,70 @@ def _runs(slots: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((s, 1))
     return runs
+
+
+class States:
+    """The state of modules on their way from one renderer to another.
+
+    A whole patch moves at once (``Engine(workers="auto")``, a worker pool
+    dividing a patch anew): thousands of modules.  So states travel a group
+    at a time, as the kernels keep them: each chunk is ``(ids, arrays,
+    shared)``, where ``arrays`` holds one array per declared state,
+    its last axis the modules in the order of ``ids`` (a state ``shared`` by
+    the whole group: the group's array as it is).  A few arrays pickle in microseconds where
+    one small array per module took milliseconds.  ``attrs``: the picklable
+    attributes of modules written in Python with ``process``, by id.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[np.ndarray, list[np.ndarray], list[bool]]] = []
+        self.attrs: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c[0]) for c in self.chunks)
+
+    def ids(self) -> set[int]:
+        """The modules whose state this holds."""
+        out: set[int] = set()
+        for c in self.chunks:
+            out.update(c[0].tolist())
+        return out
+
+    def then(self, other: States | None) -> States:
+        """This, then ``other`` (which wins where both hold a module)."""
+        out = States()
+        out.chunks = self.chunks + (other.chunks if other is not None else [])
+        out.attrs = {**self.attrs, **(other.attrs if other is not None else {})}
+        return out
+
+    def only(self, ids: Iterable[int]) -> States:
+        """The states of the modules ``ids`` alone."""
+        want = np.fromiter(ids, dtype=np.int64)
+        out = States()
+        for gids, arrays, shared in self.chunks:
+            keep = np.isin(gids, want)
+            if keep.all():
+                out.chunks.append((gids, arrays, shared))
+            elif keep.any():
+                cut = [a if sh else a[..., keep] for a, sh in zip(arrays, shared)]
+                out.chunks.append((gids[keep], cut, shared))
+        chosen = set(want.tolist())
+        out.attrs = {i: a for i, a in self.attrs.items() if i in chosen}
+        return out
+
+
+def _picklable_attrs(obj: Any) -> dict:
+    """The attributes of a module's Python object that pickle (the rest starts anew)."""
+    attrs: dict = {}
+    for key, value in obj.__dict__.items():
+        if key.startswith("_") or key in ("id", "name", "samplerate"):
+            continue
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - what does not pickle starts anew
+            continue
+        attrs[key] = value
+    return attrs
 
 
 class Renderer:
@@ -1017,57 +1081,64 @@ class Renderer:
             self.faults.pop(i, None)
         self._generation += 1  # a plan prepared with them muted is stale
 
-    def export_state(self, ids: Iterable[int]) -> dict[int, tuple[list[np.ndarray], dict]]:
+    def export_state(self, ids: Iterable[int]) -> States:
         """Copies of the state of modules ``ids``, to hand to another renderer.
 
-        Returns ``{id: (arrays, attributes)}``: a copy of each declared state array
-        (this instance's column; a group-wide array whole) and, for a module
-        written in Python with ``process``, the attributes of its object that
-        pickle.  Modules not rendered here (muted, unknown) are left out.
+        A group at a time (see :class:`States`); for a module written in
+        Python with ``process``, the attributes of its object that pickle come
+        along.  Modules not rendered here (muted, unknown) are left out.
         """
-        out: dict[int, tuple[list[np.ndarray], dict]] = {}
+        by_group: dict[int, tuple[_Runtime, list[int], list[int]]] = {}
         for i in ids:
             placed = self._where.get(i)
-            if placed is None:
-                continue
-            rt, k = placed
+            if placed is not None:
+                rt, k = placed
+                got = by_group.setdefault(id(rt), (rt, [], []))
+                got[1].append(i)
+                got[2].append(k)
+        out = States()
+        for rt, gids, ks in by_group.values():
+            cols = np.asarray(ks, dtype=np.int64)
             arrays = [
-                arr.copy() if decl.shared else arr[..., k].copy()
+                arr.copy() if decl.shared else arr[..., cols]
                 for decl, arr in zip(rt.group.cls.state, rt.state)
             ]
-            attrs: dict = {}
-            obj = self._processors.get(i)
-            if obj is not None:
-                for key, value in obj.__dict__.items():
-                    if key.startswith("_") or key in ("id", "name", "samplerate"):
-                        continue
-                    try:
-                        pickle.dumps(value)
-                    except Exception:  # noqa: BLE001 - what does not pickle starts anew
-                        continue
-                    attrs[key] = value
-            out[i] = (arrays, attrs)
+            shared = [bool(decl.shared) for decl in rt.group.cls.state]
+            out.chunks.append((np.asarray(gids, dtype=np.int64), arrays, shared))
+            for i in gids:
+                obj = self._processors.get(i)
+                if obj is not None:
+                    out.attrs[i] = _picklable_attrs(obj)
         return out
 
-    def import_state(self, states: dict[int, tuple[list[np.ndarray], dict]]) -> None:
+    def import_state(self, states: States) -> None:
         """Write states from :meth:`export_state` into this renderer's same modules.
 
         An array whose shape differs (a resized delay line) is skipped; state
         shared by a whole group (a Delay's write position) is taken only when
-        every module of the group arrived together, or it would move the others'.
+        every module of the group here comes from one group there, or it would
+        move the others'.  Chunks apply in order: a later one wins.
         """
-        for i, (arrays, attrs) in states.items():
-            placed = self._where.get(i)
-            if placed is None:
-                continue
-            rt, k = placed
-            alone = all(j in states for j in rt.group.ids)
-            for decl, arr, src in zip(rt.group.cls.state, rt.state, arrays):
-                if decl.shared:
-                    if alone and arr.shape == src.shape:
-                        arr[...] = src
-                elif arr.shape[:-1] == src.shape:
-                    arr[..., k] = src
+        for gids, arrays, shared in states.chunks:
+            here: dict[int, tuple[_Runtime, list[int], list[int]]] = {}
+            for p, i in enumerate(gids.tolist()):
+                placed = self._where.get(i)
+                if placed is not None:
+                    rt, k = placed
+                    got = here.setdefault(id(rt), (rt, [], []))
+                    got[1].append(p)
+                    got[2].append(k)
+            for rt, ps, ks in here.values():
+                alone = len(ks) == len(rt.group.ids)
+                pick = np.asarray(ps, dtype=np.int64)
+                cols = np.asarray(ks, dtype=np.int64)
+                for arr, src, is_shared in zip(rt.state, arrays, shared):
+                    if is_shared:
+                        if alone and arr.shape == src.shape:
+                            arr[...] = src
+                    elif arr.shape[:-1] == src.shape[:-1]:
+                        arr[..., cols] = src[..., pick]
+        for i, attrs in states.attrs.items():
             obj = self._processors.get(i)
             if obj is not None and attrs:
                 obj.__dict__.update(attrs)

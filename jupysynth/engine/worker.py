@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..graph import module_types, register_type
     from ..kernels import bus as bus_kernels
     from ..kernels.bus import column_runs, copy_runs
-    from ..renderer import Renderer
+    from ..renderer import Renderer, States
     from ..warmup import warm_live, warmup
     from .core import _normal_priority
     from .split import owner_of, warm_partials  # registers the stand-in types too
@@ -204,15 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             plans = (None, None)
         job["plans"] = plans
 
-    def install(spec: tuple, states: dict, plans: tuple | None) -> None:
+    def install(spec: tuple, states: States, plans: tuple | None) -> None:
         (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, place = spec
         state["slot"], state["waits"], state["ring"] = place
         t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
         # modules changing renderer here carry their state across
-        crossing = {
-            **body.r.export_state([i for i in t_real if i in body.real]),
-            **tail.r.export_state([i for i in b_nodes if i in tail.real]),
-        }
+        crossing = body.r.export_state([i for i in t_real if i in body.real]).then(
+            tail.r.export_state([i for i in b_nodes if i in tail.real])
+        )
         plans = plans or (None, None)
         body.update(b_nodes, b_outs, b_cols, set(b_nodes), plans[0])
         tail.update(t_nodes, t_outs, t_cols, t_real, plans[1])
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         state["imports"] = np.asarray([c for _, _, c in imp], dtype=np.int64)
         state["schedule"] = None
         for part in (body, tail):
-            part.r.import_state({**crossing, **states})
+            part.r.import_state(crossing.then(states))
         state["faults_seen"] = -1  # report what is left after the new patch
 
     def wait_for(slots: list[int], seq: int) -> None:
@@ -338,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             ).start()
         elif kind == "X":
             ids = msg[1]
-            wire.send(pickle.dumps({**tail.r.export_state(ids), **body.r.export_state(ids)}))
+            got = tail.r.export_state(ids).then(body.r.export_state(ids))
+            wire.send(pickle.dumps(got, protocol=5))
         elif kind == "Q":
             return 0
 

@@ -62,7 +62,7 @@ import numpy as np
 from .. import kernels
 from ..errors import EngineError, PatchError
 from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, NodeSpec, module_types
-from ..renderer import fade_plan
+from ..renderer import States, fade_plan
 from .split import NS_PER_UNIT, SPLIT_WEIGHT, Share, assign, import_type, owner_of, weight
 from .wire import Wire
 
@@ -681,7 +681,7 @@ class PoolRenderer:
             )
         return lay
 
-    def _commit(self, lay: _Layout, wait: bool, carried: dict | None = None) -> None:
+    def _commit(self, lay: _Layout, wait: bool, carried: States | None = None) -> None:
         """Install a layout: now (``wait``: the workers rebuild while the engine waits) or,
         for a layout the workers prepared already (:meth:`prepare`), with the next block.
 
@@ -693,15 +693,16 @@ class PoolRenderer:
             old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
             if old and any(s not in old for s in slots):
                 moving.append(i)
-        found: dict[int, Any] = {**(carried or {}), **self.export_state(moving)}
+        found = (carried or States()).then(self.export_state(moving))
+        arrived = found.ids()
         for slot in lay.slots:
             w = self._slots[slot]
             if w is None:
                 continue  # died meanwhile: the caller assigns again
             ids = lay.ids[slot]
-            states = {
-                i: found[i] for i in ids if i in found and slot not in self._holders.get(i, ())
-            }
+            states = found.only(
+                i for i in ids if i in arrived and slot not in self._holders.get(i, ())
+            )
             w.ids = ids
             w.tail = bool(lay.payload[slot][1][0])
             if wait:
@@ -802,7 +803,7 @@ class PoolRenderer:
         self,
         plan: _Layout,
         redo: bool = True,
-        carried: dict | None = None,
+        carried: States | None = None,
         values: Iterable[tuple[int, str, Any]] = (),
     ) -> bool:
         """Switch to a prepared patch with the next block (see :meth:`prepare`).
@@ -895,7 +896,7 @@ class PoolRenderer:
                 lay.ready = True
                 lay.done.set()
 
-    def export_state(self, ids: Iterable[int]) -> dict[int, tuple[list[np.ndarray], dict]]:
+    def export_state(self, ids: Iterable[int]) -> States:
         """Copies of the state of modules ``ids`` from the workers rendering them.
 
         One request to each worker holding any, all sent before any reply is
@@ -913,7 +914,7 @@ class PoolRenderer:
                 sent.append(slot)
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
-        found: dict[int, Any] = {}
+        found = States()
         deadline = time.monotonic() + WORKER_DEADLINE * 4
         for slot in sent:
             w = self._slots[slot]
@@ -921,7 +922,7 @@ class PoolRenderer:
                 continue
             try:
                 if select.select([w.wire], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                    found.update(pickle.loads(w.wire.recv()))
+                    found = found.then(pickle.loads(w.wire.recv()))
                     continue
                 why = "did not answer 'X'"
             except (EOFError, OSError) as exc:

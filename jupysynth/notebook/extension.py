@@ -130,9 +130,10 @@ def load_line(session: live.Session) -> str:
         if engine.port
         else "private (no public OSC port)"
     )
+    workers = "workers when they pay" if engine.workers == "auto" else f"{engine.workers} workers"
     return (
         f"jupysynth: engine pid {engine.pid} on {where}, {engine.samplerate} Hz, "
-        f"block {engine.blocksize}, latency {latency:.1f} ms, {engine.workers} workers, {osc}"
+        f"block {engine.blocksize}, latency {latency:.1f} ms, {workers}, {osc}"
     )
 
 
