@@ -1105,10 +1105,9 @@ class Renderer:
             ]
             shared = [bool(decl.shared) for decl in rt.group.cls.state]
             out.chunks.append((np.asarray(gids, dtype=np.int64), arrays, shared))
-            for i in gids:
-                obj = self._processors.get(i)
-                if obj is not None:
-                    out.attrs[i] = _picklable_attrs(obj)
+            if self._processors:
+                for i in self._processors.keys() & set(gids):
+                    out.attrs[i] = _picklable_attrs(self._processors[i])
         return out
 
     def import_state(self, states: States) -> None:

@@ -38,7 +38,6 @@ import numpy as np
 
 from ..graph import NodeSpec
 from ..renderer import Renderer
-from .split import weight
 
 __all__ = ["DOWN_LOAD", "PAYS", "UP_LOAD", "AutoRenderer"]
 
@@ -118,7 +117,7 @@ class AutoRenderer:
         self.load = 0.0  # the last window's load of the active renderer
         self._want: int | None = None  # workers to move to (0: back here), when wanted
         self._local_load = 0.0  # in-process load when the patch moved to the pool
-        self._local_weight = 0.0  # the patch's weight then (split.weight, guessed)
+        self._local_count = 0  # the patch's modules then
         self._settle = 0  # windows to skip after a move (kernels warm, caches fill)
         self._refused_until = 0.0  # monotonic time before which no pool is tried
         self._refused_load = math.inf  # ... unless the load grows beyond this
@@ -304,10 +303,9 @@ class AutoRenderer:
             or frozenset(src.disabled) != plan.disabled
         ):
             return False  # the patch changed meanwhile: measured again, asked again
-        ids = [i for i in plan.plan.nodes if i in src.nodes]
         since = [(i, n, src.nodes[i].values.get(n)) for i, n in self._since if i in src.nodes]
         if dst is self.local:
-            states = src.export_state(ids)
+            states = src.export_state(src.nodes)
             if not dst.apply(plan.plan, redo=False):
                 return False
             dst.import_state(states)
@@ -315,7 +313,7 @@ class AutoRenderer:
                 dst.keep_value(i, name, value)
             workers = 0
         else:
-            states = src.export_state(ids)
+            states = src.export_state(src.nodes)
             if not dst.apply(plan.plan, redo=False, carried=states, values=since):
                 return False
             workers = dst.workers
@@ -338,7 +336,7 @@ class AutoRenderer:
         was = self.load
         if dst is not self.local:
             self._local_load = was
-            self._local_weight = _weight(self.local.nodes)
+            self._local_count = len(self.local.nodes)
         self.active = dst
         self.moves += 1
         self._settle = 1
@@ -371,8 +369,9 @@ class AutoRenderer:
             self._want = self._workers_for(load)
             return
         # on the pool: what would the patch cost in this process now?
-        w_then = self._local_weight
-        here = self._local_load * (_weight(self.active.nodes) / w_then if w_then else 1.0)
+        # scaled by the modules it has now (a count: nothing on this thread may walk them)
+        n_then = self._local_count
+        here = self._local_load * (len(self.active.nodes) / n_then if n_then else 1.0)
         if load >= PAYS * here:
             self._refused_until = time.monotonic() + RETRY_SECONDS
             self._refused_load = 1.5 * here
@@ -394,7 +393,3 @@ class AutoRenderer:
 
 def _where(workers: int) -> str:
     return f"{workers} workers" if workers else "the engine process"
-
-
-def _weight(nodes: dict[int, NodeSpec]) -> float:
-    return sum(weight(spec) for spec in nodes.values())
