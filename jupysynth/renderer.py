@@ -21,7 +21,7 @@ import pickle
 import threading
 import traceback
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter as _clock
@@ -1144,7 +1144,12 @@ class Renderer:
 
     # -- rendering -----------------------------------------------------------------------
 
-    def process(self, frames: int, events: Sequence[tuple[int, int, str, Any]] = ()) -> np.ndarray:
+    def process(
+        self,
+        frames: int,
+        events: Sequence[tuple[int, int, str, Any]] = (),
+        due: Callable[[], float] | None = None,
+    ) -> np.ndarray:
         """Render ``frames`` (at most the block size) and return the stereo block.
 
         Parameters
@@ -1154,6 +1159,10 @@ class Renderer:
         events : sequence
             ``(offset, node_id, name, value)`` sorted by offset < frames: each
             change lands exactly at that frame of this block.
+        due : callable, optional
+            Seconds left until a device needs the block.  This renderer renders
+            everything in this thread, so it cannot be late in part; a worker
+            pool plays a late worker's part as silence once none are left.
 
         Returns
         -------

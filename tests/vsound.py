@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+import numpy as np
 import sounddevice as sd
 
 __all__ = ["JACK_HOSTAPI_NAME", "VirtualSoundCard", "VirtualSoundCardError"]
@@ -475,6 +476,54 @@ class VirtualSoundCard:
                 ports.append(line)
                 conns[line] = []
         return ports, conns
+
+    def capture(self, client: str, seconds: float, samplerate: int = 48000) -> np.ndarray:
+        """Record ``seconds`` of what the JACK client ``client`` (an engine) plays.
+
+        Opens an input stream in this process and wires ``client``'s two output
+        ports to it; returns ``(frames, 2)`` float32, from the first full cycle on.
+        """
+        import threading
+
+        frames = int(seconds * samplerate)
+        rec = np.zeros((frames, 2), dtype=np.float32)
+        state = {"pos": -1}  # -1 until the client's ports are wired to ours
+        done = threading.Event()
+
+        def callback(indata, n, time_info, status):
+            pos = state["pos"]
+            if pos < 0:
+                return
+            k = min(n, frames - pos)
+            rec[pos : pos + k] = indata[:k]
+            state["pos"] = pos + k
+            if pos + k >= frames:
+                done.set()
+                raise sd.CallbackStop
+
+        with sd.InputStream(
+            device=self.device_index(),
+            channels=2,
+            samplerate=samplerate,
+            blocksize=self.period,
+            dtype="float32",
+            callback=callback,
+        ):
+            me = self.portaudio_client_name()
+            # PortAudio numbers a client's ports on, stream after stream: take this stream's
+            mine = sorted(
+                (p for p in self.ports() if p.startswith(f"{me}:in_")),
+                key=lambda p: int(p.rsplit("_", 1)[1]),
+            )[-2:]
+            for ch, port in enumerate(mine):
+                for other in self.connections()[port]:
+                    self._jack("jack_disconnect", other, port)
+                self._jack("jack_connect", f"{client}:out_{ch}", port)
+            time.sleep(0.05)  # let the first connected cycle pass
+            state["pos"] = 0
+            if not done.wait(seconds + 10):
+                raise VirtualSoundCardError("the capture did not complete")
+        return rec
 
     def _jack(self, tool: str, src: str, dst: str) -> None:
         result = subprocess.run(

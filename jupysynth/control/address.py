@@ -375,6 +375,11 @@ STATUS_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("output", "s", "where the sound goes: device, browser (a web page) or none (headless)"),
     ("listening", "i", "browser output: 1 while a page reports what it hears"),
     ("target", "i", "browser output: the page's jitter buffer, in frames"),
+    (
+        "worker_late",
+        "i",
+        "blocks a worker was late for the device: its part played silence, the rest on time",
+    ),
 )
 
 

@@ -168,6 +168,10 @@ class AutoRenderer:
     def restarts(self) -> int:
         return self.pool.restarts if self.pool is not None else 0
 
+    @property
+    def late_parts(self) -> int:
+        return self.pool.late_parts if self.pool is not None else 0
+
     def pids(self) -> list[int]:
         return self.pool.pids() if self.pool is not None else []
 
@@ -184,9 +188,14 @@ class AutoRenderer:
 
     # -- the renderer interface ----------------------------------------------------------------
 
-    def process(self, frames: int, events: Sequence[tuple[int, int, str, Any]] = ()) -> np.ndarray:
+    def process(
+        self,
+        frames: int,
+        events: Sequence[tuple[int, int, str, Any]] = (),
+        due: Callable[[], float] | None = None,
+    ) -> np.ndarray:
         t = time.perf_counter()
-        out = self.active.process(frames, events)
+        out = self.active.process(frames, events, due)
         self._spent += time.perf_counter() - t
         self._frames += frames
         if self._frames >= self._window:

@@ -147,7 +147,10 @@ class BrowserDriver(ClockDriver):
             due = int(heard) + self.lead
             if core.frame < due:
                 frame = core.frame
-                self._render(buf)
+                # heard once the page's buffer before it plays out; it must reach the
+                # page before that, through the kernel and a websocket: half of it
+                needed = now + max(0.0, core.frame - heard) / sr / 2
+                self._render(buf, lambda t=needed: t - time.monotonic())
                 self.ring.write(buf, frame)
                 if core.frame + sr < due:
                     # more than a second behind (a stopped VM): jump, count once

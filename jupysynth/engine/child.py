@@ -239,6 +239,7 @@ class ChildEngine:
             _output_of(driver),
             int(getattr(driver, "listening", False)),
             getattr(driver, "target", 0),
+            self.pool.late_parts if self.pool is not None else 0,
         )
         return values, self._status_types
 

@@ -282,6 +282,8 @@ class EngineCore:
         self._recording: list[RecordJob] = []
         self._fade = 0  # frames of crossfade for the graph change being applied
         self._zeros = np.zeros((self.blocksize, 2), dtype=np.float32)
+        # seconds left until the block being rendered is needed (render_block)
+        self._needed_by: Callable[[], float] | None = None
         self.taps = Taps(self.blocksize)  # scope taps: written after each render while open
         self.wake = threading.Event()  # set on every submit: an idle clock may sleep on it
         # set by a message that should not wait for the next block (a graph change, a
@@ -404,11 +406,15 @@ class EngineCore:
 
     # -- the block ---------------------------------------------------------------------------
 
-    def render_block(self, dst: np.ndarray) -> None:
+    def render_block(self, dst: np.ndarray, due: Callable[[], float] | None = None) -> None:
         """Apply what is due and render the next block into ``dst`` (``(blocksize, 2)`` float32).
 
+        ``due``: seconds left until the device needs the block, asked while the
+        renderer waits (None: nothing listens live), for a renderer that can play
+        a late part as silence.
         Never raises: a failure is logged, the block is silent and the clock moves on.
         """
+        self._needed_by = due
         start = self.frame
         end = start + self.blocksize
         try:
@@ -421,7 +427,7 @@ class EngineCore:
             if self._now or self._carry or (self._heap and self._heap[0][0] < end):
                 self._render_with_ops(dst, start, end)
             elif self.renderer.nodes:
-                np.copyto(dst, self.renderer.process(self.blocksize))
+                np.copyto(dst, self.renderer.process(self.blocksize, (), due))
                 if self.taps:
                     self.taps.write(self.renderer, self.blocksize)
             else:
@@ -554,7 +560,7 @@ class EngineCore:
 
     def _render(self, dst: np.ndarray, a: int, b: int, events: list) -> None:
         if self.renderer.nodes:
-            dst[a:b] = self.renderer.process(b - a, events)
+            dst[a:b] = self.renderer.process(b - a, events, self._needed_by)
             if self.taps:
                 self.taps.write(self.renderer, b - a)
         else:
@@ -890,7 +896,7 @@ class EngineCore:
         bs = self.blocksize
         if self.renderer.nodes and pos < bs:
             n = bs - pos
-            out = self.renderer.process(n)
+            out = self.renderer.process(n, (), self._needed_by)
             if self.taps:
                 self.taps.write(self.renderer, n)
             dst[pos:] = out * np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]

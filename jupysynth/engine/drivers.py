@@ -27,8 +27,10 @@ device loses time for good; see ``docs/clock.md``.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,9 @@ __all__ = ["ClockDriver", "FrameClock", "RingDriver", "open_driver"]
 
 # how often an idle engine looks at the clock, in seconds
 _IDLE_POLL = 0.05
+#: Seconds the device's cycle phase is moved earlier at each cycle seen (see
+#: RingDriver._left): 375 ppm at 128 frames, far more than two clocks drift apart.
+_CYCLE_CREEP = 1e-6
 # the shortest sleep of a busy loop, and its margin before a device period ends
 _MIN_SLEEP = 0.0005
 #: Seconds a playing device may go without reading the ring before it is given up.
@@ -296,9 +301,10 @@ class _Driver:
         peak, self._peak = self._peak, 0.0
         return peak
 
-    def _render(self, dst: np.ndarray) -> None:
+    def _render(self, dst: np.ndarray, due: Callable[[], float] | None = None) -> None:
+        """Render the next block into ``dst``; ``due``: seconds left until a listener needs it."""
         t = time.perf_counter()
-        self.core.render_block(dst)
+        self.core.render_block(dst, due)
         load = (time.perf_counter() - t) / self._block_seconds
         self.dsp_load += (load - self.dsp_load) * self._alpha
         if load > self._peak:
@@ -458,6 +464,8 @@ class RingDriver(_Driver):
         self.device_name = f"{info['name']} ({api})"
         self.hostapi = api
         self.period = self.mixer.blocksize or self.bs
+        # when the device last read the ring (see _left): its read index, and the time
+        self._cycle_read, self._cycle_at, self._looked_at = -1, -1.0, 0.0
         self.latency = self.lead / self.sr + float(self.mixer.latency)
         size = 1 << max(12, (4 * (self.lead + self.bs) - 1).bit_length())
         # the ring's memory is ours, so a block renders straight into it, no copy
@@ -479,23 +487,64 @@ class RingDriver(_Driver):
         """Start the stream with ``lead`` frames queued; returns the Unix time of frame 0."""
         self.mixer.start()
         t = time.time()
-        self._fill()
+        self._fill(reading=False)
         self.action = self.mixer.play_ringbuffer(self.ring)
         # frame 0 leaves the device one output latency after it was queued
         return t + float(self.mixer.latency)
 
-    def _fill(self) -> None:
+    def _fill(self, reading: bool = True) -> None:
+        """Render until ``lead`` frames are queued; ``reading``: the device reads the ring
+        (a block then has a time it is needed by)."""
         ring, ptr, lib, bs = self.ring, self._ptr, self._lib, self.bs
+        if reading:
+            due = self._left
+        else:  # not read yet (a start, a restart after running dry): the lead is the wait
+            until = time.monotonic() + self.lead / self.sr
+
+            def due() -> float:
+                return until - time.monotonic()
+
         while lib.PaUtil_GetRingBufferReadAvailable(ptr) < self.lead:
             if lib.PaUtil_GetRingBufferWriteAvailable(ptr) < bs:
                 return
             if self._aligned:
                 index = (ptr.writeIndex & ptr.smallMask) // bs
-                self._render(self.slots[index])
+                self._render(self.slots[index], due)
                 lib.PaUtil_AdvanceRingBufferWriteIndex(ptr, bs)
             else:
-                self._render(self._scratch)
+                self._render(self._scratch, due)
                 ring.write(self._scratch)
+
+    def _left(self) -> float:
+        """Seconds until the device reads the block being rendered (asked again while a
+        renderer waits for it).
+
+        The device reads a period each cycle: the frames queued before the block
+        last ``level / sr`` from its next cycle.  Cycles come a period apart; their
+        phase is the earliest one consistent with what was seen: a cycle came
+        between the last look at the ring's read index that found it unmoved and
+        the one that found it moved.  Looks come each ms while a renderer waits,
+        so the phase is known within a ms once a wait has seen a cycle; it errs
+        early, never late (late: the ring would run dry while the engine waits).
+        """
+        if self.action not in self.mixer.actions:
+            return 0.0  # the ring ran dry and is not read: nothing is gained by waiting
+        now = time.monotonic()
+        period = self.period / self.sr
+        read = self._ptr.readIndex
+        if read != self._cycle_read:
+            self._cycle_read = read
+            # the cycle predicted last before now; a cycle came after the last look
+            c = self._cycle_at
+            predicted = c + period * math.floor((now - c) / period)
+            if c < 0 or predicted <= self._looked_at:
+                self._cycle_at = self._looked_at
+            else:  # consistent: creep earlier, so that a device clock running fast
+                self._cycle_at -= _CYCLE_CREEP  # is caught (it lands before a look)
+        self._looked_at = now
+        c = self._cycle_at
+        nxt = c + period * (math.floor((now - c) / period) + 1)
+        return nxt - now + self._lib.PaUtil_GetRingBufferReadAvailable(self._ptr) / self.sr
 
     def _pad_silence(self) -> None:
         """Queue silence up to ``lead`` frames: resumed playback starts where it would have."""
@@ -549,7 +598,7 @@ class RingDriver(_Driver):
                 self.clock.restart()  # the silence padded in starts a new relation
             elif self.action not in mixer.actions:
                 self.xruns += 1  # the ring ran dry: rtmixer stopped reading it
-                self._fill()
+                self._fill(reading=False)
                 self.action = mixer.play_ringbuffer(self.ring)
                 self.clock.restart()  # the device played silence for a while: time lost
             self._fill()

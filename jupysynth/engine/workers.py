@@ -53,7 +53,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ log = logging.getLogger("jupysynth.engine")
 
 #: Seconds a worker may take for one block before it is killed and replaced.  Far
 #: longer than a block: a loaded machine delays a healthy worker by tens of ms, and
-#: replacing it restarts its modules; a late block already counts as an xrun.
+#: replacing it restarts its modules.  A block due sooner (the device needs it: the
+#: ``due`` of :meth:`PoolRenderer.process`) is not waited for that long: the late
+#: worker's part plays silence, the rest on time, and it catches up.
 WORKER_DEADLINE = 0.25
 #: Output channels one worker may feed (the patch's outputs, and voices its
 #: body hands to a tail on another worker).
@@ -82,6 +85,11 @@ REBALANCE_SECONDS = 2.0
 #: Seconds within which a second worker death mutes the modules both workers held.
 CULPRIT_WINDOW = 30.0
 _START_TIMEOUT = 120.0
+#: Longest wait for workers before the engine asks again how long the device can wait.
+_DUE_SLICE = 0.001
+#: Seconds before the device needs a block that the engine stops waiting for late
+#: workers: the mix, the copy into the ring, and a wake-up that comes late.
+_DUE_MARGIN = 0.0005
 
 _MIX_OUT = kernels.load("bus.mix_out")
 _MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
@@ -105,6 +113,9 @@ class _Worker:
         self.switch: tuple | None = None  # (states, sets): install the prepared patch
         self.sets: list[tuple] = []  # parameter changes to send with the next block
         self.types: dict[str, bytes] = {}  # /type/define blobs it has loaded, by name
+        # when each block it was sent and has not answered yet was sent (monotonic): a
+        # worker late for the device plays silence and catches up (see process)
+        self.unanswered: deque[float] = deque()
 
     def poll_ready(self) -> bool:
         """True once the worker has loaded its kernels (never blocks)."""
@@ -212,6 +223,8 @@ class PoolRenderer:
         self._revived: set[int] = set()  # unmuted here, to unmute on the workers too
         self.frame = 0
         self.restarts = 0
+        #: Blocks in which a worker was late for the device: its part played silence.
+        self.late_parts = 0
         self.out = np.zeros((self.blocksize, 2), dtype=np.float32)
         self._n = int(workers)
         # column 0 stays zero (what a muted or orphaned output reads)
@@ -909,6 +922,9 @@ class PoolRenderer:
                 asked.setdefault(slots[0], []).append(i)
         sent = []
         for slot, mine in asked.items():
+            self._catch_up(slot, WORKER_DEADLINE)  # its late blocks' replies come first
+            if self._slots[slot] is None:
+                continue
             try:
                 self._slots[slot].wire.send(pickle.dumps(("X", mine)))
                 sent.append(slot)
@@ -933,6 +949,8 @@ class PoolRenderer:
     def _request(self, slot: int, msg: tuple) -> bytes | None:
         """Send one request (a rebuild: "U") and wait for its reply; a worker that fails
         it is replaced."""
+        if self._slots[slot] is not None:
+            self._catch_up(slot, WORKER_DEADLINE)  # its late blocks' replies come first
         w = self._slots[slot]
         if w is None:
             return None
@@ -946,15 +964,76 @@ class PoolRenderer:
         self._fail(slot, why)
         return None
 
-    def process(self, frames: int, events: list[tuple[int, int, str, Any]] = ()) -> np.ndarray:
+    def _answer(self, slot: int) -> bool:
+        """Read one block's reply from the worker in ``slot``; False if it died."""
+        w = self._slots[slot]
+        try:
+            reply = w.wire.recv()
+        except (EOFError, OSError):
+            self._fail(slot, "died")
+            return False
+        if reply == b"K":
+            pass
+        elif reply == b"k":  # and the patch it was preparing is ready
+            self._ready(slot)
+        else:
+            got = pickle.loads(reply)
+            # a chunk of a split Mix is reported as that Mix
+            faults = {owner_of(i): text for i, text in got[1].items()}
+            self.faults.update(faults)
+            # muted where it was caught; left out of the next division too
+            self.disabled.update(i for i in faults if i in self.nodes)
+            if got[2]:
+                self._ready(slot)
+            if got[3]:
+                self._note_costs(got[3])
+        return True
+
+    def _catch_up(self, slot: int, wait: float) -> None:
+        """Read the replies of a worker that was late, waiting up to ``wait`` seconds;
+        one behind for :data:`WORKER_DEADLINE` is killed as hung."""
+        w = self._slots[slot]
+        end = time.monotonic() + wait
+        while w.unanswered:
+            left = end - time.monotonic()
+            try:
+                if not select.select([w.wire], [], [], max(0.0, left))[0]:
+                    if time.monotonic() - w.unanswered[0] >= WORKER_DEADLINE:
+                        self._fail(slot, f"missed its {WORKER_DEADLINE * 1e3:.0f} ms deadline")
+                    return
+            except (OSError, ValueError):
+                self._fail(slot, "died")
+                return
+            if not self._answer(slot):
+                return
+            w.unanswered.popleft()
+
+    def process(
+        self,
+        frames: int,
+        events: Sequence[tuple[int, int, str, Any]] = (),
+        due: Callable[[], float] | None = None,
+    ) -> np.ndarray:
         """Render ``frames`` on every worker at once and mix their outputs in order.
 
         Every worker renders its body and raises its "done" flag in shared
         memory; a worker with a tail waits for the other workers' flags, then
         renders the tail from the voices on the shared bus.
+
+        ``due``: seconds left until the device needs this block, asked again while
+        waiting (None: no one listens live; wait for every worker up to
+        :data:`WORKER_DEADLINE`).  A worker that has not answered by then is
+        late: its part of this block is silence, the rest plays on time, and it
+        renders every block it was sent, so its voices keep their time when it
+        catches up.  One that stays behind
+        for :data:`WORKER_DEADLINE` is killed as hung.
         """
         if self._reassign or (None in self._slots and self._spare_ready()):
             self._adopt()
+        slots = self._slots
+        for slot, w in enumerate(slots):
+            if w is not None and w.unanswered:
+                self._catch_up(slot, 0.0)
         slots = self._slots
         if events:
             per: dict[int, list] = {}
@@ -964,7 +1043,8 @@ class PoolRenderer:
                 self.nodes[ev[1]].values[ev[2]] = ev[3]
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
         plain = b"B" + _BLOCK.pack(frames, seq)
-        busy = 0
+        sent_at = time.monotonic()
+        waiting: dict[int, int] = {}  # slot -> replies to read before its part is here
         for slot, w in enumerate(slots):
             if w is None:
                 continue
@@ -984,7 +1064,8 @@ class PoolRenderer:
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
-            busy += 1
+            w.unanswered.append(sent_at)
+            waiting[slot] = len(w.unanswered)
         # a patch to build comes after this block's request, which may switch a worker to
         # the patch prepared before it: sent first, it would replace that one unbuilt
         lay = self._preparing
@@ -998,54 +1079,60 @@ class PoolRenderer:
                     w.wire.send(data)
                 except OSError as exc:
                     self._fail(slot, f"broke its pipe ({exc})")
-                    busy -= 1  # it was sent its block: no reply will come
-        done: set[int] = set()
-        deadline = time.monotonic() + WORKER_DEADLINE
-        while len(done) < busy:
-            left_ms = max(0, int((deadline - time.monotonic()) * 1000.0 + 0.999))
-            ready = self._poller.poll(left_ms)
+                    waiting.pop(slot, None)  # it was sent its block: no reply will come
+        hung = sent_at + WORKER_DEADLINE
+        while waiting:
+            left = hung - time.monotonic()
+            if due is None:
+                ms = max(0, int(left * 1000.0 + 0.999))
+            else:
+                # asked again each ms: the estimate improves as the device reads its ring
+                left = min(left, due() - _DUE_MARGIN)
+                if left <= 0:
+                    break
+                ms = min(int(left * 1000.0), int(_DUE_SLICE * 1000))  # 0: poll once
+            ready = self._poller.poll(ms)
             if not ready:
-                for slot, w in enumerate(slots):
-                    if w is not None and slot not in done:
-                        self._fail(slot, f"missed its {WORKER_DEADLINE * 1e3:.0f} ms deadline")
+                if due is not None or time.monotonic() < hung:
+                    continue  # woken early (the poll rounds to whole ms), or ask due again
                 break
             for fd, _ in ready:
                 slot = self._polled.get(fd)
-                if slot is None or slot in done or slots[slot] is None:
+                if slot is None or slot not in waiting or slots[slot] is None:
                     continue
-                w = slots[slot]
-                try:
-                    reply = w.wire.recv()
-                except (EOFError, OSError):
-                    done.add(slot)
-                    self._fail(slot, "died")
-                    continue
-                done.add(slot)
-                if reply == b"K":
-                    pass
-                elif reply == b"k":  # and the patch it was preparing is ready
-                    self._ready(slot)
+                if self._answer(slot):
+                    slots[slot].unanswered.popleft()
+                    if not slots[slot].unanswered:
+                        del waiting[slot]
                 else:
-                    got = pickle.loads(reply)
-                    # a chunk of a split Mix is reported as that Mix
-                    faults = {owner_of(i): text for i, text in got[1].items()}
-                    self.faults.update(faults)
-                    # muted where it was caught; left out of the next division too
-                    self.disabled.update(i for i in faults if i in self.nodes)
-                    if got[2]:
-                        self._ready(slot)
-                    if got[3]:
-                        self._note_costs(got[3])
+                    del waiting[slot]
+        late = []
+        for slot in waiting:
+            w = slots[slot]
+            if w is None:
+                continue
+            if time.monotonic() - w.unanswered[0] >= WORKER_DEADLINE:
+                self._fail(slot, f"missed its {WORKER_DEADLINE * 1e3:.0f} ms deadline")
+                continue
+            late.append(slot)
+        left, right = self._left, self._right
+        if late:
+            self.late_parts += 1
+            # its columns read as column 0, which stays zero: silence, in the same places
+            owner = (left - 1) // MAX_OUTPUTS_PER_WORKER
+            left = np.where(np.isin(owner, late) & (left > 0), 0, left)
+            owner = (right - 1) // MAX_OUTPUTS_PER_WORKER
+            right = np.where(np.isin(owner, late) & (right > 0), 0, right)
         if self._fade is None:
-            _MIX_OUT(0, frames, self.bus, self._left, self._right, self.out)
+            _MIX_OUT(0, frames, self.bus, left, right, self.out)
         else:
             nodes, outputs, modes, done_frames, length = self._fade
             _MIX_OUT_FADE(
                 0,
                 frames,
                 self.bus,
-                self._left,
-                self._right,
+                left,
+                right,
                 self._lmode,
                 self._rmode,
                 done_frames,

@@ -7,8 +7,6 @@ ports, so what the engine played to the card is captured and analysed here.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 
@@ -29,56 +27,9 @@ def peak_hz(x: np.ndarray, fs: float = SR) -> float:
     return (k + 0.5 * (a - c) / (a - 2 * b + c)) * fs / len(x)
 
 
-def jack(tool: str, *ports: str) -> None:
-    env = dict(os.environ, JACK_NO_START_SERVER="1")
-    result = subprocess.run([tool, *ports], env=env, capture_output=True, text=True, timeout=10)
-    if result.returncode != 0:
-        raise RuntimeError(f"{tool} {' '.join(ports)}: {result.stderr.strip()}")
-
-
 def capture(card, engine: Engine, seconds: float) -> np.ndarray:
     """Record what ``engine`` plays, through JACK, in this process."""
-    import sounddevice as sd
-
-    frames = int(seconds * SR)
-    rec = np.zeros((frames, 2), dtype=np.float32)
-    state = {"pos": -1}  # -1 until the engine's ports are wired to ours
-    done = threading.Event()
-
-    def callback(indata, n, time_info, status):
-        pos = state["pos"]
-        if pos < 0:
-            return
-        k = min(n, frames - pos)
-        rec[pos : pos + k] = indata[:k]
-        state["pos"] = pos + k
-        if pos + k >= frames:
-            done.set()
-            raise sd.CallbackStop
-
-    with sd.InputStream(
-        device=card.device_index(),
-        channels=2,
-        samplerate=SR,
-        blocksize=BS,
-        dtype="float32",
-        callback=callback,
-    ):
-        me = card.portaudio_client_name()
-        them = engine.info["jack_client"]
-        # PortAudio numbers a client's ports on, stream after stream: take this stream's
-        mine = sorted(
-            (p for p in card.ports() if p.startswith(f"{me}:in_")),
-            key=lambda p: int(p.rsplit("_", 1)[1]),
-        )[-2:]
-        for ch, port in enumerate(mine):
-            for other in card.connections()[port]:
-                jack("jack_disconnect", other, port)
-            jack("jack_connect", f"{them}:out_{ch}", port)
-        time.sleep(0.05)  # let the first connected cycle pass
-        state["pos"] = 0
-        assert done.wait(seconds + 10), "the capture did not complete"
-    return rec
+    return card.capture(engine.info["jack_client"], seconds, SR)
 
 
 @pytest.fixture(scope="module")
