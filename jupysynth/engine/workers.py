@@ -170,8 +170,9 @@ class _Watched(dict):
     """``{(module id, port): shared-bus column}`` of the outputs scope taps read.
 
     :class:`~jupysynth.engine.taps.Taps` looks a tapped port up here as in a
-    renderer's ``schedule.slot_of``; a port not exported yet is noted, and the
-    next block's assignment has its worker copy it to the shared bus.
+    renderer's ``schedule.slot_of``; a port not exported yet is noted, and a
+    division of the patch prepared off the block thread (as for measured costs)
+    has its worker copy it to the shared bus; the tap reads it from then on.
     """
 
     def __init__(self, pool: PoolRenderer) -> None:
@@ -183,7 +184,7 @@ class _Watched(dict):
         col = dict.get(self, key)
         if col is None and key not in self.wanted:
             self.wanted.add(key)
-            self.pool._reassign = True
+            self.pool.rebalance_wanted = True  # not a rebuild inside this block
         return default if col is None else col
 
 
@@ -1090,7 +1091,8 @@ class PoolRenderer:
                 left = min(left, due() - _DUE_MARGIN)
                 if left <= 0:
                     break
-                ms = min(int(left * 1000.0), int(_DUE_SLICE * 1000))  # 0: poll once
+                # under a ms left: poll without sleeping (a sleep overshoots by as much)
+                ms = min(int(left * 1000.0), int(_DUE_SLICE * 1000))
             ready = self._poller.poll(ms)
             if not ready:
                 if due is not None or time.monotonic() < hung:
