@@ -1045,7 +1045,7 @@ class PoolRenderer:
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
         plain = b"B" + _BLOCK.pack(frames, seq)
         sent_at = time.monotonic()
-        waiting: dict[int, int] = {}  # slot -> replies to read before its part is here
+        waiting: set[int] = set()  # slots whose part of this block is not here yet
         for slot, w in enumerate(slots):
             if w is None:
                 continue
@@ -1066,7 +1066,7 @@ class PoolRenderer:
                 self._fail(slot, f"broke its pipe ({exc})")
                 continue
             w.unanswered.append(sent_at)
-            waiting[slot] = len(w.unanswered)
+            waiting.add(slot)
         # a patch to build comes after this block's request, which may switch a worker to
         # the patch prepared before it: sent first, it would replace that one unbuilt
         lay = self._preparing
@@ -1080,7 +1080,7 @@ class PoolRenderer:
                     w.wire.send(data)
                 except OSError as exc:
                     self._fail(slot, f"broke its pipe ({exc})")
-                    waiting.pop(slot, None)  # it was sent its block: no reply will come
+                    waiting.discard(slot)  # it was sent its block: no reply will come
         hung = sent_at + WORKER_DEADLINE
         while waiting:
             left = hung - time.monotonic()
@@ -1105,9 +1105,9 @@ class PoolRenderer:
                 if self._answer(slot):
                     slots[slot].unanswered.popleft()
                     if not slots[slot].unanswered:
-                        del waiting[slot]
+                        waiting.discard(slot)
                 else:
-                    del waiting[slot]
+                    waiting.discard(slot)
         late = []
         for slot in waiting:
             w = slots[slot]
