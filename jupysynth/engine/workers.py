@@ -695,11 +695,13 @@ class PoolRenderer:
             )
         return lay
 
-    def _commit(self, lay: _Layout, wait: bool, carried: States | None = None) -> None:
+    def _commit(self, lay: _Layout, wait: bool, carried: States | None = None) -> bool:
         """Install a layout: now (``wait``: the workers rebuild while the engine waits) or,
         for a layout the workers prepared already (:meth:`prepare`), with the next block.
 
         ``carried``: states of modules arriving from another renderer (``auto``'s move).
+        False: a prepared layout was declined, nothing changed: a worker died while the
+        states of the modules moving were gathered (the caller builds the patch again).
         """
         # modules arriving on a worker take their state from where they were
         moving = []
@@ -708,6 +710,10 @@ class PoolRenderer:
             if old and any(s not in old for s in slots):
                 moving.append(i)
         found = (carried or States()).then(self.export_state(moving))
+        if not wait and self._generation != lay.generation:
+            # a worker died answering: the survivors' rebuild ("U") voids what they
+            # prepared, so a switch sent after it would find nothing to switch to
+            return False
         arrived = found.ids()
         for slot in lay.slots:
             w = self._slots[slot]
@@ -720,6 +726,7 @@ class PoolRenderer:
             w.ids = ids
             w.tail = bool(lay.payload[slot][1][0])
             if wait:
+                w.switch = None  # the rebuild voids the patch it prepared
                 w.sets = []  # the specs sent now carry every value
                 new_types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
                 msg = ("U", *lay.payload[slot], states, new_types, sorted(self._revived))
@@ -761,6 +768,7 @@ class PoolRenderer:
                 [modes[o] for o in self.outputs if o[2] == 1 or o[1] != 0], dtype=np.int64
             )
         self._generation += 1
+        return True
 
     # -- changes prepared off the block thread ------------------------------------------------
 
@@ -833,9 +841,13 @@ class PoolRenderer:
             return True
         plan.changed = set(self._changed)
         plan.values = list(values)
+        if not self._commit(plan, wait=False, carried=carried):
+            if not redo:
+                return False
+            self.update(*plan.request)
+            return True
         self._changed.clear()
         self._revived.difference_update(plan.revived)
-        self._commit(plan, wait=False, carried=carried)
         self.disabled &= set(self.nodes)
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]

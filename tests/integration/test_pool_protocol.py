@@ -199,3 +199,52 @@ def test_a_late_worker_plays_silence_and_the_rest_keeps_time(sound_card):
     turned = np.angle(z[post[0]] / z[pre[-1]])
     assert abs(turned) < 0.2, (turned, np.round(a, 2), np.round(b, 2))
     assert status["worker_late"] > before
+
+
+def test_a_worker_dying_as_a_prepared_patch_switches_costs_only_that_worker(capfd):
+    """Two sines on two workers, then a patch joining them: one sine's state must cross to
+    the other worker.  Its worker is killed before the switch: the switch is declined (its
+    state is gone), the patch is built again, and the surviving worker keeps rendering."""
+    from jupysynth.engine.workers import PoolRenderer
+    from jupysynth.graph import snapshot
+
+    bs = 128
+    a, b = js.Sine(freq=330.0, amp=0.2), js.Sine(freq=550.0, amp=0.2)
+    nodes_a, outs_a = snapshot([a, b])
+    nodes_b, outs_b = snapshot(js.Mix(a, b))
+    pool = PoolRenderer(SR, bs, 2)
+    try:
+        pool.update(nodes_a, outs_a)
+        for _ in range(10):
+            pool.process(bs)
+        assert sorted(pool._holders[a.id] + pool._holders[b.id]) == [0, 1]
+        box = {}
+        thread = threading.Thread(
+            target=lambda: box.setdefault("plan", pool.prepare(nodes_b, outs_b))
+        )
+        thread.start()
+        while thread.is_alive():
+            pool.process(bs)
+        plan = box["plan"]
+        assert plan.ready
+        moving = [i for i in (a.id, b.id) if plan.holders[i] != pool._holders[i]]
+        assert len(moving) == 1
+        source = pool._holders[moving[0]][0]
+        (survivor,) = {0, 1} - {source}
+        victim = pool._slots[source].proc
+        survivor_pid = pool._slots[survivor].proc.pid
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        if not pool.apply(plan, redo=False):  # as the engine does: then it asks again
+            pool.update(nodes_b, outs_b)
+        out = np.concatenate([pool.process(bs).copy() for _ in range(int(SR / bs))])
+        assert pool.restarts == 1
+        assert pool._slots[survivor] is not None
+        assert pool._slots[survivor].proc.pid == survivor_pid
+        assert pool._slots[survivor].proc.poll() is None
+        x = out[-SR // 2 :, 0]
+        assert level_at(x, 330.0) == pytest.approx(0.2, rel=0.05)
+        assert level_at(x, 550.0) == pytest.approx(0.2, rel=0.05)
+    finally:
+        pool.close()
+    assert "told to switch" not in capfd.readouterr().err
