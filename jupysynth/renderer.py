@@ -392,13 +392,34 @@ class Renderer:
         self.rebalance_wanted = False
         self._compile()
 
+    # -- what the engine asks of every renderer (jupysynth/engine/renderers.py) ------------
+
     #: It renders in the calling process (the worker pool does not: see ``engine/workers.py``).
     in_process = True
+    workers = 0  # worker processes
+    restarts = 0  # workers replaced
+    late_parts = 0  # blocks with a late worker's part silent
 
     @property
     def generation(self) -> int:
         """Bumped by every install and revive: a plan prepared before it is stale."""
         return self._generation
+
+    def define_type(self, name: str, blob: bytes) -> None:
+        """Nothing to do: this process registered the class already."""
+
+    def abandon_prepare(self) -> None:
+        """Nothing to do: a prepare here builds in one go and is never waited for."""
+
+    def column_of(self, output: tuple[int, int]) -> int | None:
+        """The column of :attr:`bus` holding ``output``, ``(module id, port)`` (None: not
+        rendered)."""
+        return self.schedule.slot_of.get(output)
+
+    def close(self) -> None:
+        """End the sandbox, if one renders code written in cells."""
+        if self.sandbox is not None:
+            self.sandbox.close()
 
     # -- building ------------------------------------------------------------------------
 

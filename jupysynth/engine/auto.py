@@ -147,9 +147,8 @@ class AutoRenderer:
     def disabled(self) -> set[int]:
         return self.active.disabled
 
-    @property
-    def schedule(self) -> Any:
-        return self.active.schedule
+    def column_of(self, output: tuple[int, int]) -> int | None:
+        return self.active.column_of(output)
 
     @property
     def bus(self) -> np.ndarray:
@@ -177,9 +176,7 @@ class AutoRenderer:
 
     @property
     def rebalance_wanted(self) -> bool:
-        return bool(getattr(self.active, "rebalance_wanted", False)) or (
-            self._want is not None and not self._building
-        )
+        return self.active.rebalance_wanted or (self._want is not None and not self._building)
 
     @rebalance_wanted.setter
     def rebalance_wanted(self, value: bool) -> None:
@@ -293,9 +290,7 @@ class AutoRenderer:
             ticker.join()
 
     def abandon_prepare(self) -> None:
-        abandon = getattr(self.active, "abandon_prepare", None)
-        if abandon is not None:
-            abandon()
+        self.active.abandon_prepare()
         if self.pool is not None and self._building:
             self.pool.abandon_prepare()
 
@@ -330,6 +325,7 @@ class AutoRenderer:
         return True
 
     def close(self) -> None:
+        self.local.close()
         if self.pool is not None:
             self.pool.close()
 

@@ -227,8 +227,8 @@ class ChildEngine:
             core.late,
             driver.drift_ppm,
             driver.offset_ms,
-            self.pool.workers if self.pool is not None else 0,
-            self.pool.restarts if self.pool is not None else 0,
+            core.renderer.workers,
+            core.renderer.restarts,
             len(core.table.nodes),
             len(core.table.outputs),
             self.server.messages,
@@ -239,7 +239,7 @@ class ChildEngine:
             _output_of(driver),
             int(getattr(driver, "listening", False)),
             getattr(driver, "target", 0),
-            self.pool.late_parts if self.pool is not None else 0,
+            core.renderer.late_parts,
         )
         return values, self._status_types
 
@@ -284,16 +284,14 @@ class ChildEngine:
             driver.run(self.stop)
         finally:
             self.running = False
-            sandbox = getattr(core.renderer, "sandbox", None)
-            if sandbox is not None:
-                sandbox.close()  # at once: a stopping engine leaves no process behind
+            if core.renderer.sandbox is not None:
+                core.renderer.sandbox.close()  # at once: a stopping engine leaves none behind
             self.server.close()
             driver.close()
             # the block loop has ended: no write can race this (a dead kernel leaves none)
             core.taps.close_all()
             core.close()
-            if self.pool is not None:
-                self.pool.close()
+            core.renderer.close()
 
     def _send(self, msg: tuple) -> None:
         with self._send_lock:

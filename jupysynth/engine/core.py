@@ -63,6 +63,7 @@ from ..graph import NodeSpec
 from ..renderer import Renderer
 from .engine import MAX_AHEAD_SECONDS, MAX_FADE_SECONDS
 from .patch import PatchTable
+from .renderers import LiveRenderer
 from .taps import Taps
 from .typedefs import load_type
 
@@ -255,7 +256,7 @@ class EngineCore:
         t0_ntp: int,
         error: Callable[[Sender | None, str, str], None],
         reply: Callable[[Sender, str, tuple, str], None],
-        renderer: Any = None,
+        renderer: LiveRenderer | None = None,
         limiter: bool = True,
         code_budget: float | None = None,
     ) -> None:
@@ -264,8 +265,10 @@ class EngineCore:
         self.t0_ntp = int(t0_ntp)
         self.frame = 0
         self.table = PatchTable()
-        # a Renderer, or anything with its interface (the worker pool, engine/auto.py)
-        self.renderer = renderer or local_renderer(self.samplerate, self.blocksize, code_budget)
+        # engine/renderers.py: what the core asks of it, whichever of the three it is
+        self.renderer: LiveRenderer = renderer or local_renderer(
+            self.samplerate, self.blocksize, code_budget
+        )
         self.late = 0
         self.limiter = bool(limiter)
         self.limited = 0  # blocks the safety limiter turned down
@@ -290,9 +293,6 @@ class EngineCore:
         # /sync) and by a finished prepare: a playing clock naps on it, then calls service()
         self.urgent = Bell()
         # -- changes of the graph prepared on the worker thread (see the module docstring)
-        self._async = callable(getattr(self.renderer, "prepare", None)) and callable(
-            getattr(self.renderer, "apply", None)
-        )
         self._tv = 0  # table version: bumped by every change the renderer must be rebuilt for
         self._rtv = 0  # the table version the renderer plays
         self._asked = False  # a prepare is wanted (the next snapshot takes every change)
@@ -310,11 +310,10 @@ class EngineCore:
         self._held: dict[tuple[int, str], None] = {}  # numbers set while the renderer lags
         self._syncs: list[tuple[int, Sender, int]] = []  # (tv, sender, token) to answer
         self._warmed: dict[tuple[str, bytes], Any] = {}  # classes loaded ahead of their tag
-        if self._async:
-            try:  # imported now, not by the first /type/define inside a block (5 ms)
-                import cloudpickle  # noqa: F401
-            except ImportError:
-                pass
+        try:  # imported now, not by the first /type/define inside a block (5 ms)
+            import cloudpickle  # noqa: F401
+        except ImportError:
+            pass
 
     # -- the clock ---------------------------------------------------------------------------
 
@@ -380,7 +379,7 @@ class EngineCore:
 
         The sandbox first: killing it is instant, and a prepare waiting on it returns.
         """
-        sandbox = getattr(self.renderer, "sandbox", None)
+        sandbox = self.renderer.sandbox
         if sandbox is not None:
             sandbox.close()
         if self._preparer is not None:
@@ -435,7 +434,7 @@ class EngineCore:
             if self._job is None:
                 if self._asked:
                     self._start_prepare()  # after the block: its sound comes first
-                elif getattr(self.renderer, "rebalance_wanted", False):
+                elif self.renderer.rebalance_wanted:
                     self._start_rebalance()
         except Exception:  # noqa: BLE001 - the clock must go on whatever breaks
             log.error("engine block at frame %d failed:\n%s", start, traceback.format_exc())
@@ -462,7 +461,7 @@ class EngineCore:
         try:
             if self._job is not None and self._preparer.result is not None:
                 self._finish_prepare()
-            if self._inbox and self._async and self.renderer.nodes:
+            if self._inbox and self.renderer.nodes:
                 self._drain(self.frame)
                 now = self._now
                 if (
@@ -534,7 +533,7 @@ class EngineCore:
                     rebuild.append(op[4])
                     tagged = tagged or op[0] is not None
             if rebuild:
-                if tagged or not self._async or not self.renderer.nodes:
+                if tagged or not self.renderer.nodes:
                     self._rebuild(rebuild)  # at this very frame
                 else:
                     self._ask(rebuild, self._fade)  # prepared off the block thread
@@ -679,28 +678,22 @@ class EngineCore:
         self._start_sandbox()
         # unpickling a small class takes about a millisecond, well inside a block
         cls = self._warmed.pop((name, blob), None) or load_type(name, blob)
-        sandbox = getattr(self.renderer, "sandbox", None)
+        sandbox = self.renderer.sandbox
         if sandbox is not None:
             sandbox.know(cls, blob)
         for i, spec in list(self.table.nodes.items()):
             if spec.type == name:
                 self._own(i)  # define rewrites their values and kernel
         used = self.table.define(name, cls)
-        define = getattr(self.renderer, "define_type", None)
-        if define is not None:
-            define(name, blob)  # the workers load it too, when they next get a patch
+        self.renderer.define_type(name, blob)  # workers load it with their next patch
         if used:
             # muted for an exception in the old code: the new code gets its chance
             self.renderer.revive(i for i, s in self.table.nodes.items() if s.type == name)
         return used
 
     def _tap_open(self, tap_id: int, module_id: int, port: int, frames: int) -> str:
-        # mapping the segment is a few system calls, once per scope opened
-        if getattr(self.renderer, "schedule", None) is None:
-            raise EngineError(
-                "/tap/open: this engine renders on worker processes, whose module "
-                "outputs it cannot see; scope taps need Engine(workers=0)"
-            )
+        # mapping the segment is a few system calls, once per scope opened; every renderer
+        # shows a tapped output (a pool from its next division: LiveRenderer.column_of)
         self.table.spec(module_id)  # an unknown id raises, naming it
         return self.taps.open(tap_id, module_id, port, frames)
 
@@ -737,9 +730,7 @@ class EngineCore:
         """Have the table prepared on the worker thread after this block."""
         if self._job is not None and self._job[0] is None:
             # a division for measured costs under way: the edit comes first
-            abandon = getattr(self.renderer, "abandon_prepare", None)
-            if abandon is not None:
-                abandon()
+            self.renderer.abandon_prepare()
         self._asked = True
         self._ask_fade = max(self._ask_fade, fade)
         self._ask_senders.extend(senders)
@@ -862,7 +853,7 @@ class EngineCore:
 
     def _start_sandbox(self) -> None:
         """A class written in a cell is coming: have its sandbox start (off this thread)."""
-        sandbox = getattr(self.renderer, "sandbox", None)
+        sandbox = self.renderer.sandbox
         if sandbox is not None:
             sandbox.ensure_started()
 

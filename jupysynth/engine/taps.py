@@ -165,14 +165,14 @@ class Taps:
         self._open.clear()
 
     def write(self, renderer: Any, n: int) -> None:
-        """Copy rows ``0..n`` of each tapped column of ``renderer.bus`` into its ring.
+        """Copy rows ``0..n`` of each tapped output of ``renderer.bus`` into its ring.
 
-        A module not in the renderer's schedule (freed, or not rendered yet)
+        A module the renderer does not show (freed, or not rendered yet, see
+        :meth:`LiveRenderer.column_of <.renderers.LiveRenderer.column_of>`)
         writes nothing, so its ring's counter stands still.
         """
-        slot_of = renderer.schedule.slot_of
         bus = renderer.bus
         for ring in self._open.values():
-            col = slot_of.get(ring.key)
+            col = renderer.column_of(ring.key)
             if col is not None:
                 ring.write(bus[:n, col], n)

@@ -166,35 +166,6 @@ class _Layout:
         self.abandoned = False  # an edit came: stop waiting for this one (a rebalance)
 
 
-class _Watched(dict):
-    """``{(module id, port): shared-bus column}`` of the outputs scope taps read.
-
-    :class:`~jupysynth.engine.taps.Taps` looks a tapped port up here as in a
-    renderer's ``schedule.slot_of``; a port not exported yet is noted, and a
-    division of the patch prepared off the block thread (as for measured costs)
-    has its worker copy it to the shared bus; the tap reads it from then on.
-    """
-
-    def __init__(self, pool: PoolRenderer) -> None:
-        super().__init__()
-        self.pool = pool
-        self.wanted: set[tuple[int, int]] = set()
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        col = dict.get(self, key)
-        if col is None and key not in self.wanted:
-            self.wanted.add(key)
-            self.pool.rebalance_wanted = True  # not a rebuild inside this block
-        return default if col is None else col
-
-
-class _Schedule:
-    """What the scope taps need of a schedule: where each tapped output is on :attr:`bus`."""
-
-    def __init__(self, pool: PoolRenderer) -> None:
-        self.slot_of = _Watched(pool)
-
-
 class PoolRenderer:
     """Render through ``workers`` worker processes (see the module docstring).
 
@@ -255,7 +226,12 @@ class PoolRenderer:
         self._generation = 0  # bumped by every change of the layout: a plan before it is stale
         self._preparing: _Layout | None = None  # a layout the workers are building
         self._changed: set[tuple[int, str]] = set()  # values set since the last layout
-        self.schedule = _Schedule(self)  # scope taps read outputs from the shared bus
+        # scope taps: {(module id, port): shared-bus column} of the outputs a worker copies
+        # there, and the outputs asked for that the next division will export
+        self._watched: dict[tuple[int, int], int] = {}
+        self._wanted: set[tuple[int, int]] = set()
+        #: No sandbox: code written in cells renders in the workers.
+        self.sandbox = None
         self._deaths: dict[int, float] = {}  # module id -> when its worker last died
         # measured cost of each module type, in split.weight units (workers time their
         # kernels); a layout that assumed far other weights is divided again
@@ -534,6 +510,19 @@ class PoolRenderer:
         """Keep a module class for the workers; each loads it with its next patch."""
         self.types[name] = blob
 
+    def column_of(self, output: tuple[int, int]) -> int | None:
+        """The shared-bus column a worker copies this output to (for a scope tap).
+
+        An output no worker exports yet is noted, and a division of the patch
+        prepared off the block thread (:attr:`rebalance_wanted`, as for measured
+        costs) has its worker copy it there; the tap reads it from then on.
+        """
+        col = self._watched.get(output)
+        if col is None and output not in self._wanted:
+            self._wanted.add(output)
+            self.rebalance_wanted = True  # not a rebuild inside this block
+        return col
+
     def revive(self, ids: Iterable[int]) -> None:
         """Unmute modules whose code was replaced; they render again from the next update."""
         for i in ids:
@@ -645,7 +634,7 @@ class PoolRenderer:
                 lay.left.append(col)
             else:
                 lay.right.append(col)
-        wanted = self.schedule.slot_of.wanted.copy()  # the block thread may add to it
+        wanted = self._wanted.copy()  # the block thread may add to it
         for key in sorted(k for k in wanted if k[0] in nodes):
             if key[0] in holders:
                 slot = holders[key[0]][0]
@@ -754,11 +743,8 @@ class PoolRenderer:
         self._tails = [s for s in lay.slots if self._slots[s] is not None and self._slots[s].tail]
         self._left = np.asarray(lay.left, dtype=np.int64)
         self._right = np.asarray(lay.right, dtype=np.int64)
-        watched = self.schedule.slot_of
-        watched.clear()
-        watched.wanted &= {k for k in watched.wanted if k[0] in self.nodes}
-        for key, col in lay.watched.items():
-            dict.__setitem__(watched, key, col)
+        self._wanted = {k for k in self._wanted if k[0] in self.nodes}
+        self._watched = dict(lay.watched)
         if self._fade is not None:
             modes = self._fade[2]
             self._lmode = np.asarray(
