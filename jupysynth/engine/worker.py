@@ -15,28 +15,7 @@ After its body, a worker raises its "done" flag (the block's number, in
 shared memory after the bus); a worker with a tail waits for the other
 workers' flags before it renders the tail (no round trip through the engine).
 
-Requests (:class:`~jupysynth.engine.wire.Wire` messages, pickled except the
-plain block ``b"B"`` + frames and block number):
-
-- ``("B", frames, sets, events, number)``: apply ``sets`` (``(id, name, value,
-  ramp)``), render the body with its in-block ``events``, write its columns
-  and its flag; with a tail, wait for the others' flags and render the tail;
-  reply ``b"K"``, or ``("K", faults, ready, costs)`` when a module was muted
-  or every half second with what each module type cost (``{type name:
-  (seconds, instance-frames)}``, see :meth:`Renderer.take_costs`);
-- ``("U", body, tail, imports, place, states, types, revived)``: load the
-  module classes ``types`` (``{name: /type/define blob}``), unmute
-  ``revived``, replace both renderers' patches (``body``/``tail``: ``(nodes,
-  outputs, columns)``; modules that stay keep their state), import ``states``
-  of modules moved here; ``imports``: ``(id, port, column)`` the tail reads;
-  ``place``: ``(its slot, the slots its tail waits for)``; reply ``b"K"``;
-- ``("V", body, tail, imports, place, types, revived)``: as ``"U"``, but
-  build the patch on a thread while blocks go on (no reply); the first block
-  reply once it is built is ``b"k"`` (or ``("K", faults, True, costs)``), and a
-  block request with a sixth item, the ``states`` of modules moved here,
-  switches to it;
-- ``("X", ids)``: reply the state of these modules (they are moving away);
-- ``("Q",)``: exit.
+What it is asked and what it answers: :mod:`jupysynth.engine.messages`.
 """
 
 from __future__ import annotations
@@ -48,17 +27,19 @@ import pickle
 import select
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from . import messages
+    from .wire import Wire
+
 __all__ = ["main"]
 
-_BLOCK = struct.Struct("<II")  # frames, block number
 #: Seconds a tail waits for the other workers' bodies (less than the engine's deadline).
 _TAIL_PATIENCE = 0.15
 #: Seconds between two reports of what each module type costs.
@@ -116,6 +97,243 @@ class _Part:
                     )
 
 
+class _Worker:
+    """A worker's two renderers, where they write on the shared bus, and the share it builds.
+
+    :meth:`serve` answers the engine's requests in order until it is told to
+    quit or the engine is gone.
+    """
+
+    def __init__(self, wire: Wire, cfg: dict, shared: np.ndarray, flags: np.ndarray) -> None:
+        from ..graph import module_types
+        from ..kernels import bus as bus_kernels
+        from ..renderer import Renderer
+        from . import messages
+
+        self.m = messages
+        self.wire = wire
+        self.shared = shared
+        self.flags = flags  # each worker's "done" flag: the last block whose body it wrote
+        self.doorbells = cfg["doorbells"]  # one eventfd per slot
+        sr, bs = cfg["samplerate"], cfg["blocksize"]
+        self.bus_kernels = bus_kernels
+        self.body = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
+        self.tail = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
+        # each type's cost, measured here and sent to the engine every half second: how it
+        # divides the patch (a cell module's sample() may cost 1 or 600 built-in kernels)
+        self.body.r.timing = self.tail.r.timing = True
+        self.cost_every = max(1, int(_COST_SECONDS * sr / bs))
+        self.blocks = 0  # blocks since the costs were last sent
+        self.internal = {n for n, c in module_types().items() if getattr(c, "internal", False)}
+        self.imports = np.zeros(0, dtype=np.int64)  # shared columns the tail reads
+        self.stand_ins: list[tuple[int, int]] = []  # (id, port) of the tail's stand-ins
+        self.runs = bus_kernels.column_runs([], [])  # those columns -> the tail's bus
+        self.tail_schedule: Any = None  # the tail schedule the runs were found for
+        self.faults_seen = 0  # faults reported so far (both renderers)
+        self.place = messages.Place(0, [], [])
+        self.building: dict | None = None  # a share being built (Build), its plans once built
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)
+
+    def serve(self) -> int:
+        """Answer requests until told to quit (0) or the engine is gone (0); 1: confused."""
+        m = self.m
+        while True:
+            try:
+                data = self.wire.recv()
+            except (EOFError, OSError):
+                return 0  # the engine is gone
+            plain = m.read_plain_block(data)
+            if plain is not None:
+                self.block(plain[0], plain[1], (), ())
+                continue
+            msg = pickle.loads(data)
+            if isinstance(msg, m.Block):
+                if msg.states is not None and not self.switch(msg.states):
+                    return 1
+                self.block(msg.frames, msg.number, msg.sets, msg.events)
+            elif isinstance(msg, m.Rebuild):
+                self.building = None  # a share built before this one is void
+                self.prelude(msg.types, msg.revived, msg.share.imports)
+                self.install(msg.share, msg.states, None)
+                self.wire.send_small(m.DONE)
+            elif isinstance(msg, m.Build):
+                # built on a thread while the blocks go on; a Block with states switches
+                self.prelude(msg.types, msg.revived, msg.share.imports)
+                self.building = job = {"share": msg.share, "told": False}
+                threading.Thread(
+                    target=self.prepare, args=(job,), name="jupysynth-prepare", daemon=True
+                ).start()
+            elif isinstance(msg, m.Export):
+                got = self.tail.r.export_state(msg.ids).then(self.body.r.export_state(msg.ids))
+                self.wire.send(pickle.dumps(got, protocol=5))
+            elif isinstance(msg, m.Quit):
+                return 0
+
+    # -- a new share ------------------------------------------------------------------------
+
+    def prelude(self, types: dict, revived: list, imports: list) -> None:
+        """What a new share needs first, on this thread: its classes, unmuted modules."""
+        from ..errors import JupysynthError
+        from ..graph import register_type
+        from .split import owner_of
+        from .typedefs import load_type
+
+        for name, blob in types.items():
+            try:
+                register_type(load_type(name, blob))
+            except JupysynthError as exc:
+                # the engine loaded the same blob; only a broken worker lands here,
+                # and its modules then fail like any crash of this worker
+                print(f"jupysynth worker: {exc}", file=sys.stderr)
+        for part in (self.body, self.tail):
+            # a revived Mix brings its chunks back (muted if their kernel raised)
+            part.r.revive([*revived, *(i for i in part.r.disabled if owner_of(i) in revived)])
+        # a stand-in muted for a NaN it carried plays again with the new share
+        for i, _, _ in imports:
+            self.tail.r.disabled.discard(i)
+            self.tail.r.faults.pop(i, None)
+
+    def prepare(self, job: dict) -> None:
+        """Build a share's two plans (on its own thread: numba may compile for a second)."""
+        from .core import _normal_priority
+
+        # this thread inherited the block loop's real-time priority: a compile must not
+        # take the core from block loops
+        _normal_priority(self.nice)
+        share = job["share"]
+        try:
+            plans = (
+                self.body.r.prepare(share.body.nodes, summed(share.body.outputs)),
+                self.tail.r.prepare(share.tail.nodes, summed(share.tail.outputs)),
+            )
+        except Exception:  # noqa: BLE001 - the switch builds it again and reports
+            plans = (None, None)
+        job["plans"] = plans
+
+    def switch(self, states: Any) -> bool:
+        """Install the share built since :class:`Build` (False: none was built: confused)."""
+        job = self.building
+        if job is None or job.get("plans") is None:
+            print("jupysynth worker: told to switch, nothing prepared", file=sys.stderr)
+            return False
+        self.install(job["share"], states, job["plans"])
+        self.building = None
+        return True
+
+    def install(self, share: messages.Share, states: Any, plans: tuple | None) -> None:
+        body, tail = self.body, self.tail
+        self.place = share.place
+        t_nodes = share.tail.nodes
+        t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
+        # modules changing renderer here carry their state across
+        crossing = body.r.export_state([i for i in t_real if i in body.real]).then(
+            tail.r.export_state([i for i in share.body.nodes if i in tail.real])
+        )
+        plans = plans or (None, None)
+        b = share.body
+        body.update(b.nodes, b.outputs, b.columns, set(b.nodes), plans[0])
+        tail.update(t_nodes, share.tail.outputs, share.tail.columns, t_real, plans[1])
+        self.stand_ins = [(i, p) for i, p, _ in share.imports]
+        self.imports = np.asarray([c for _, _, c in share.imports], dtype=np.int64)
+        self.tail_schedule = None
+        for part in (body, tail):
+            part.r.import_state(crossing.then(states))
+        self.faults_seen = -1  # report what is left after the new share
+
+    # -- a block ----------------------------------------------------------------------------
+
+    def block(self, frames: int, number: int, sets: Any, events: Any) -> None:
+        """Render the body, raise the flag, render the tail after the others', reply."""
+        from ..errors import JupysynthError
+
+        body, tail = self.body, self.tail
+        for node_id, name, value, ramp in sets:
+            part = body if node_id in body.real else tail
+            try:
+                part.r.set(node_id, name, value, ramp=ramp)
+            except JupysynthError:
+                pass  # checked by the engine; only a module just muted lands here
+        if events and tail.real:
+            mine = [e for e in events if e[1] in body.real]
+            theirs = [e for e in events if e[1] in tail.real]
+        else:
+            mine, theirs = events, ()
+        body.render(frames, mine)
+        self.flags[self.place.slot] = number  # after the copies: the tails may read them
+        for t in self.place.rings:
+            os.eventfd_write(self.doorbells[t], 1)
+        if tail.real:
+            self.wait_for(self.place.waits, number)
+            self.render_tail(frames, theirs)
+        self.reply()
+
+    def wait_for(self, slots: list[int], number: int) -> None:
+        """Until every worker in ``slots`` has written its voices of block ``number``.
+
+        Sleeps on this worker's doorbell, which they ring after raising their
+        flag (a spin would burn the real-time budget the others need); a worker
+        that does not finish in time (it died, or hangs: the engine replaces it)
+        is given up on, and the tail renders with what is on the bus.
+        """
+        bell = self.doorbells[self.place.slot]
+        flags = self.flags
+        give_up = time.monotonic() + _TAIL_PATIENCE
+        while any(flags[s] != number for s in slots):
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return
+            select.select([bell], [], [], left)
+            try:
+                os.eventfd_read(bell)
+            except BlockingIOError:
+                pass
+
+    def render_tail(self, frames: int, events: Any) -> None:
+        r = self.tail.r
+        if r.schedule is not self.tail_schedule:
+            self.tail_schedule = r.schedule
+            # a stand-in muted for the NaN it carried is not copied in (its readers read
+            # the zero column, which must stay zero)
+            pairs = [
+                (col, r.schedule.slot_of[key])
+                for col, key in zip(self.imports, self.stand_ins)
+                if key in r.schedule.slot_of
+            ]
+            self.runs = self.bus_kernels.column_runs([c for c, _ in pairs], [d for _, d in pairs])
+        if len(self.imports):
+            self.bus_kernels.copy_runs(frames, self.shared, self.runs, r.bus)
+        self.tail.render(frames, events)
+
+    def reply(self) -> None:
+        """The block's reply: done, with news of the share built, faults and costs."""
+        m = self.m
+        job = self.building
+        ready = False
+        if job is not None and not job["told"] and job.get("plans") is not None:
+            job["told"] = ready = True
+        costs = None
+        self.blocks += 1
+        if self.blocks >= self.cost_every:
+            self.blocks = 0
+            costs = {}
+            for part in (self.body, self.tail):
+                for name, (spent, frames) in part.r.take_costs().items():
+                    if name not in self.internal:
+                        was = costs.get(name, (0.0, 0))
+                        costs[name] = (was[0] + spent, was[1] + frames)
+        count = len(self.body.r.faults) + len(self.tail.r.faults)
+        report = count != self.faults_seen  # only ever added between shares
+        if report or costs:
+            faults = {}
+            if report:
+                self.faults_seen = count
+                # a stand-in is named as its module: its NaN is that module's fault
+                faults = {**self.tail.r.faults, **self.body.r.faults}
+            self.wire.send(pickle.dumps(m.Report(faults, ready, costs)))
+        else:
+            self.wire.send_small(m.DONE_READY if ready else m.DONE)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a worker (see the module docstring)."""
     argv = sys.argv if argv is None else argv
@@ -127,220 +345,29 @@ def main(argv: list[str] | None = None) -> int:
     from .wire import Wire
 
     wire = Wire(socket.socket(fileno=fd))
-    sr, bs, cols = cfg["samplerate"], cfg["blocksize"], cfg["columns"]
+    bs, cols = cfg["blocksize"], cfg["columns"]
     bus_bytes = (bs * cols * 4 + 7) // 8 * 8
     shared_map = mmap.mmap(memfd, bus_bytes + 8 * cfg["max_workers"])
     os.close(memfd)
     shared = np.ndarray((bs, cols), dtype=np.float32, buffer=shared_map)
-    # each worker's "done" flag: the number of the last block whose body it wrote
     flags = np.ndarray((cfg["max_workers"],), dtype=np.int64, buffer=shared_map, offset=bus_bytes)
 
-    from ..errors import JupysynthError
-    from ..graph import module_types, register_type
-    from ..kernels import bus as bus_kernels
     from ..kernels.bus import column_runs, copy_runs
-    from ..renderer import Renderer, States
     from ..warmup import warm_live, warmup
-    from .core import _normal_priority
-    from .split import owner_of, warm_partials  # registers the stand-in types too
-    from .typedefs import load_type
+    from . import messages
+    from .split import warm_partials  # registers the stand-in types too
 
     warmup()
-    warm_live(sr, bs)
-    warm_partials(sr, bs)
-    # a patch prepared on a thread (numba compiling for a second) holds the interpreter
+    warm_live(cfg["samplerate"], bs)
+    warm_partials(cfg["samplerate"], bs)
+    # a share built on a thread (numba compiling for a second) holds the interpreter
     # lock in long stretches; hand it back to the block loop every half millisecond
     sys.setswitchinterval(0.0005)
     copy_runs(0, shared, column_runs([0], [0]), shared)
-    body = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
-    tail = _Part(Renderer({}, [], sr, bs), shared, bus_kernels)
-    # each type's cost, measured here and sent to the engine every half second: how it
-    # divides the patch (a cell module's sample() may cost 1 or 600 built-in kernels)
-    body.r.timing = tail.r.timing = True
-    cost_every = max(1, int(_COST_SECONDS * sr / bs))
-    internal = {n for n, cls in module_types().items() if getattr(cls, "internal", False)}
-    pending: dict | None = None  # a patch being prepared ("V"), and its plans once built
-    state: dict[str, Any] = {
-        "imports": np.zeros(0, dtype=np.int64),  # shared columns the tail reads
-        "stand_ins": [],  # (id, port) of the tail's stand-ins, in the same order
-        "runs": column_runs([], []),  # those columns -> the tail's bus
-        "schedule": None,  # the tail schedule the runs were found for
-        "faults_seen": 0,  # faults reported so far (both renderers)
-        "slot": 0,  # this worker's flag
-        "waits": [],  # the flags its tail waits for
-        "ring": [],  # the slots whose tails read this worker's voices
-        "blocks": 0,  # blocks since the costs were last sent
-    }
-    doorbells = cfg["doorbells"]  # one eventfd per slot
-
-    def prelude(types: dict, revived: list, imp: list) -> None:
-        """What a new patch needs first, on this thread: its classes, unmuted modules."""
-        for name, blob in types.items():
-            try:
-                register_type(load_type(name, blob))
-            except JupysynthError as exc:
-                # the engine loaded the same blob; only a broken worker lands here,
-                # and its modules then fail like any crash of this worker
-                print(f"jupysynth worker: {exc}", file=sys.stderr)
-        for part in (body, tail):
-            # a revived Mix brings its chunks back (muted if their kernel raised)
-            part.r.revive([*revived, *(i for i in part.r.disabled if owner_of(i) in revived)])
-        # a stand-in muted for a NaN it carried plays again with the new patch
-        for i, _, _ in imp:
-            tail.r.disabled.discard(i)
-            tail.r.faults.pop(i, None)
-
-    def prepare(job: dict) -> None:
-        # this thread inherited the block loop's real-time priority: a compile (numba
-        # takes a second for a new cell type) must not take the core from block loops
-        _normal_priority(nice)
-        (b_nodes, b_outs, _), (t_nodes, t_outs, _), _, _ = job["spec"]
-        try:
-            plans = (
-                body.r.prepare(b_nodes, summed(b_outs)),
-                tail.r.prepare(t_nodes, summed(t_outs)),
-            )
-        except Exception:  # noqa: BLE001 - the switch builds it again and reports
-            plans = (None, None)
-        job["plans"] = plans
-
-    def install(spec: tuple, states: States, plans: tuple | None) -> None:
-        (b_nodes, b_outs, b_cols), (t_nodes, t_outs, t_cols), imp, place = spec
-        state["slot"], state["waits"], state["ring"] = place
-        t_real = {i for i, s in t_nodes.items() if s.kernel != "bus.hold"}
-        # modules changing renderer here carry their state across
-        crossing = body.r.export_state([i for i in t_real if i in body.real]).then(
-            tail.r.export_state([i for i in b_nodes if i in tail.real])
-        )
-        plans = plans or (None, None)
-        body.update(b_nodes, b_outs, b_cols, set(b_nodes), plans[0])
-        tail.update(t_nodes, t_outs, t_cols, t_real, plans[1])
-        state["stand_ins"] = [(i, p) for i, p, _ in imp]
-        state["imports"] = np.asarray([c for _, _, c in imp], dtype=np.int64)
-        state["schedule"] = None
-        for part in (body, tail):
-            part.r.import_state(crossing.then(states))
-        state["faults_seen"] = -1  # report what is left after the new patch
-
-    def wait_for(slots: list[int], seq: int) -> None:
-        """Until every worker in ``slots`` has written its voices of block ``seq``.
-
-        Sleeps on this worker's doorbell, which they ring after raising their
-        flag (a spin would burn the real-time budget the others need); a worker
-        that does not finish in time (it died, or hangs: the engine replaces it)
-        is given up on, and the tail renders with what is on the bus.
-        """
-        bell = doorbells[state["slot"]]
-        give_up = time.monotonic() + _TAIL_PATIENCE
-        while any(flags[s] != seq for s in slots):
-            left = give_up - time.monotonic()
-            if left <= 0:
-                return
-            select.select([bell], [], [], left)
-            try:
-                os.eventfd_read(bell)
-            except BlockingIOError:
-                pass
-
-    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    worker = _Worker(wire, cfg, shared, flags)
     _raise_priority()
-    wire.send(b"R")
-    while True:
-        try:
-            data = wire.recv()
-        except (EOFError, OSError):
-            return 0  # the engine is gone
-        if data[:1] == b"B":
-            frames, seq = _BLOCK.unpack_from(data, 1)
-            sets, events = (), ()
-            kind = "B"
-        else:
-            msg = pickle.loads(data)
-            kind = msg[0]
-            if kind == "B":
-                frames, sets, events, seq = msg[1:5]
-                if len(msg) > 5:  # switch to the patch prepared since "V"
-                    if pending is None or pending.get("plans") is None:
-                        print("jupysynth worker: told to switch, nothing prepared", file=sys.stderr)
-                        return 1
-                    install(pending["spec"], msg[5], pending["plans"])
-                    pending = None
-        if kind == "B":
-            for node_id, name, value, ramp in sets:
-                part = body if node_id in body.real else tail
-                try:
-                    part.r.set(node_id, name, value, ramp=ramp)
-                except JupysynthError:
-                    pass  # checked by the engine; only a module just muted lands here
-            if events and tail.real:
-                mine = [e for e in events if e[1] in body.real]
-                theirs = [e for e in events if e[1] in tail.real]
-            else:
-                mine, theirs = events, ()
-            body.render(frames, mine)
-            flags[state["slot"]] = seq  # after the copies: the tails may read them
-            for t in state["ring"]:
-                os.eventfd_write(doorbells[t], 1)
-            if tail.real:
-                wait_for(state["waits"], seq)
-                r = tail.r
-                if r.schedule is not state["schedule"]:
-                    state["schedule"] = r.schedule
-                    # a stand-in muted for the NaN it carried is not copied in (its
-                    # readers read the zero column, which must stay zero)
-                    pairs = [
-                        (col, r.schedule.slot_of[key])
-                        for col, key in zip(state["imports"], state["stand_ins"])
-                        if key in r.schedule.slot_of
-                    ]
-                    state["runs"] = column_runs([c for c, _ in pairs], [d for _, d in pairs])
-                if len(state["imports"]):
-                    copy_runs(frames, shared, state["runs"], r.bus)
-                tail.render(frames, theirs)
-            ready = False
-            if pending is not None and not pending["told"] and pending.get("plans") is not None:
-                pending["told"] = ready = True
-            costs = None
-            state["blocks"] += 1
-            if state["blocks"] >= cost_every:
-                state["blocks"] = 0
-                costs = {}
-                for part in (body, tail):
-                    for name, (spent, frames) in part.r.take_costs().items():
-                        if name not in internal:
-                            was = costs.get(name, (0.0, 0))
-                            costs[name] = (was[0] + spent, was[1] + frames)
-            count = len(body.r.faults) + len(tail.r.faults)
-            report = count != state["faults_seen"]  # only ever added between patches
-            if report or costs:
-                faults = {}
-                if report:
-                    state["faults_seen"] = count
-                    # a stand-in is named as its module: its NaN is that module's fault
-                    faults = {**tail.r.faults, **body.r.faults}
-                wire.send(pickle.dumps(("K", faults, ready, costs)))
-            else:
-                wire.send_small(b"k" if ready else b"K")
-        elif kind == "U":
-            _, b_spec, t_spec, imp, place, states, types, revived = msg
-            pending = None  # a patch prepared before this one is void
-            prelude(types, revived, imp)
-            install((b_spec, t_spec, imp, place), states, None)
-            wire.send_small(b"K")
-        elif kind == "V":
-            # build this patch on a thread while the blocks go on; "B" with states switches
-            _, b_spec, t_spec, imp, place, types, revived = msg
-            prelude(types, revived, imp)
-            pending = {"spec": (b_spec, t_spec, imp, place), "told": False}
-            threading.Thread(
-                target=prepare, args=(pending,), name="jupysynth-prepare", daemon=True
-            ).start()
-        elif kind == "X":
-            ids = msg[1]
-            got = tail.r.export_state(ids).then(body.r.export_state(ids))
-            wire.send(pickle.dumps(got, protocol=5))
-        elif kind == "Q":
-            return 0
+    wire.send(messages.STARTED)
+    return worker.serve()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The worker pool: worker processes render parts of the patch, the engine mixes them.
 
-:class:`PoolRenderer` has the :class:`~jupysynth.renderer.Renderer` interface
-the engine core uses (``process``, ``set``, ``update``, ``nodes``,
-``outputs``, ``faults``), so the core does not know whether it renders itself
-or through workers.
+:class:`PoolRenderer` is a :class:`~jupysynth.engine.renderers.LiveRenderer`,
+as the in-process renderer is, so the core does not know whether it renders
+itself or through workers.  What it says to its workers is in
+:mod:`jupysynth.engine.messages`.
 
 How the work is split
     :func:`jupysynth.engine.split.assign` divides the patch: a light
@@ -48,7 +48,6 @@ import queue
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -64,6 +63,7 @@ from .. import kernels
 from ..errors import EngineError, PatchError
 from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, NodeSpec, module_types
 from ..renderer import States, fade_plan
+from . import messages
 from .split import NS_PER_UNIT, SPLIT_WEIGHT, Share, assign, import_type, owner_of, weight
 from .wire import Wire
 
@@ -94,7 +94,6 @@ _DUE_MARGIN = 0.0005
 _MIX_OUT = kernels.load("bus.mix_out")
 _MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
-_BLOCK = struct.Struct("<II")  # frames, block number
 #: Signals a worker dies of when the code it runs crashes (not when it is killed).
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 #: Most worker slots (each has a "done" flag after the shared bus).
@@ -121,7 +120,10 @@ class _Worker:
         """True once the worker has loaded its kernels (never blocks)."""
         if not self.ready:
             try:
-                if select.select([self.wire], [], [], 0)[0] and self.wire.recv() == b"R":
+                if (
+                    select.select([self.wire], [], [], 0)[0]
+                    and self.wire.recv() == messages.STARTED
+                ):
                     self.ready = True
             except (EOFError, OSError, ValueError):
                 return False
@@ -148,7 +150,7 @@ class _Layout:
         self.slots: list[int] = []
         self.holders: dict[int, list[int]] = {}
         self.ids: dict[int, set[int]] = {}
-        self.payload: dict[int, tuple] = {}  # slot -> (body, tail, imports) for the worker
+        self.payload: dict[int, messages.Share] = {}  # slot -> what that worker renders
         self.left: list[int] = []
         self.right: list[int] = []
         self.watched: dict[tuple[int, int], int] = {}
@@ -388,7 +390,7 @@ class PoolRenderer:
             if w is None:
                 continue
             try:
-                w.wire.send(pickle.dumps(("Q",)))
+                w.wire.send(pickle.dumps(messages.Quit()))
             except OSError:
                 pass
         deadline = time.monotonic() + 2.0
@@ -666,17 +668,17 @@ class PoolRenderer:
                     )
                 imports.append((src, port, exported[(src, port, home)]))
             lay.ids[slot] = share.body | share.tail
-            lay.payload[slot] = (
-                (
+            lay.payload[slot] = messages.Share(
+                messages.Part(
                     {i: share.spec(i, live) for i in share.body},
                     [(i, p, c) for i, p, c, _ in body],
                     [col for *_, col in body],
                 ),
-                (t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]),
+                messages.Part(
+                    t_nodes, [(i, p, c) for i, p, c, _ in tail], [col for *_, col in tail]
+                ),
                 imports,
-                # its "done" flag, the flags its tail waits for before it renders,
-                # and the tails whose doorbells it rings when its voices are written
-                (
+                messages.Place(
                     slot,
                     [s for s in open_slots if s != slot] if share.tail else [],
                     [s for s in open_slots if s != slot and shares[s].tail],
@@ -700,7 +702,7 @@ class PoolRenderer:
                 moving.append(i)
         found = (carried or States()).then(self.export_state(moving))
         if not wait and self._generation != lay.generation:
-            # a worker died answering: the survivors' rebuild ("U") voids what they
+            # a worker died answering: the survivors' rebuild (messages.Rebuild) voids what they
             # prepared, so a switch sent after it would find nothing to switch to
             return False
         arrived = found.ids()
@@ -713,12 +715,12 @@ class PoolRenderer:
                 i for i in ids if i in arrived and slot not in self._holders.get(i, ())
             )
             w.ids = ids
-            w.tail = bool(lay.payload[slot][1][0])
+            w.tail = bool(lay.payload[slot].tail.nodes)
             if wait:
                 w.switch = None  # the rebuild voids the patch it prepared
                 w.sets = []  # the specs sent now carry every value
                 new_types = {n: b for n, b in self.types.items() if w.types.get(n) is not b}
-                msg = ("U", *lay.payload[slot], states, new_types, sorted(self._revived))
+                msg = messages.Rebuild(lay.payload[slot], states, new_types, sorted(self._revived))
                 if self._request(slot, msg):
                     w.types.update(new_types)
             else:
@@ -783,7 +785,9 @@ class PoolRenderer:
         lay.request = (nodes, outputs, int(fade))
         revived = lay.revived = sorted(self._revived)
         lay.messages = {
-            slot: pickle.dumps(("V", *lay.payload[slot], dict(self.types), revived), protocol=5)
+            slot: pickle.dumps(
+                messages.Build(lay.payload[slot], dict(self.types), revived), protocol=5
+            )
             for slot in lay.slots
         }
         lay.done = threading.Event()
@@ -925,7 +929,7 @@ class PoolRenderer:
             if self._slots[slot] is None:
                 continue
             try:
-                self._slots[slot].wire.send(pickle.dumps(("X", mine)))
+                self._slots[slot].wire.send(pickle.dumps(messages.Export(mine)))
                 sent.append(slot)
             except OSError as exc:
                 self._fail(slot, f"broke its pipe ({exc})")
@@ -939,15 +943,14 @@ class PoolRenderer:
                 if select.select([w.wire], [], [], max(0.0, deadline - time.monotonic()))[0]:
                     found = found.then(pickle.loads(w.wire.recv()))
                     continue
-                why = "did not answer 'X'"
+                why = "did not answer Export"
             except (EOFError, OSError) as exc:
                 why = f"broke its pipe ({exc})"
             self._fail(slot, why)
         return found
 
-    def _request(self, slot: int, msg: tuple) -> bytes | None:
-        """Send one request (a rebuild: "U") and wait for its reply; a worker that fails
-        it is replaced."""
+    def _request(self, slot: int, msg: messages.Rebuild) -> bytes | None:
+        """Send a rebuild and wait for its reply; a worker that fails it is replaced."""
         if self._slots[slot] is not None:
             self._catch_up(slot, WORKER_DEADLINE)  # its late blocks' replies come first
         w = self._slots[slot]
@@ -957,7 +960,7 @@ class PoolRenderer:
             w.wire.send(pickle.dumps(msg))
             if select.select([w.wire], [], [], _START_TIMEOUT)[0]:
                 return w.wire.recv()
-            why = f"did not answer {msg[0]!r}"
+            why = f"did not answer {type(msg).__name__}"
         except (EOFError, OSError) as exc:
             why = f"broke its pipe ({exc})"
         self._fail(slot, why)
@@ -971,21 +974,21 @@ class PoolRenderer:
         except (EOFError, OSError):
             self._fail(slot, "died")
             return False
-        if reply == b"K":
+        if reply == messages.DONE:
             pass
-        elif reply == b"k":  # and the patch it was preparing is ready
+        elif reply == messages.DONE_READY:  # and the share it was building is ready
             self._ready(slot)
         else:
-            got = pickle.loads(reply)
+            got: messages.Report = pickle.loads(reply)
             # a chunk of a split Mix is reported as that Mix
-            faults = {owner_of(i): text for i, text in got[1].items()}
+            faults = {owner_of(i): text for i, text in got.faults.items()}
             self.faults.update(faults)
             # muted where it was caught; left out of the next division too
             self.disabled.update(i for i in faults if i in self.nodes)
-            if got[2]:
+            if got.ready:
                 self._ready(slot)
-            if got[3]:
-                self._note_costs(got[3])
+            if got.costs:
+                self._note_costs(got.costs)
         return True
 
     def _catch_up(self, slot: int, wait: float) -> None:
@@ -1041,7 +1044,7 @@ class PoolRenderer:
                     per.setdefault(slot, []).append(ev)
                 self.nodes[ev[1]].values[ev[2]] = ev[3]
         self._seq = seq = (self._seq + 1) & 0xFFFFFFFF
-        plain = b"B" + _BLOCK.pack(frames, seq)
+        plain = messages.plain_block(frames, seq)
         sent_at = time.monotonic()
         waiting: set[int] = set()  # slots whose part of this block is not here yet
         for slot, w in enumerate(slots):
@@ -1052,11 +1055,11 @@ class PoolRenderer:
                 if w.switch is not None:
                     states, again = w.switch
                     w.switch = None
-                    msg = ("B", frames, again + w.sets, mine or (), seq, states)
+                    msg = messages.Block(frames, again + w.sets, mine or [], seq, states)
                     w.wire.send(pickle.dumps(msg))
                     w.sets = []
                 elif mine or w.sets:
-                    w.wire.send(pickle.dumps(("B", frames, w.sets, mine or (), seq)))
+                    w.wire.send(pickle.dumps(messages.Block(frames, w.sets, mine or [], seq)))
                     w.sets = []
                 else:
                     w.wire.send(plain)
