@@ -32,10 +32,10 @@ from patches import p3  # noqa: E402
 from phase0 import heavy_voices  # noqa: E402
 
 import jupysynth as js  # noqa: E402
-from jupysynth.engine import Engine, play  # noqa: E402
 from jupysynth.engine.auto import WINDOW_SECONDS, AutoRenderer, usable_cores  # noqa: E402
 from jupysynth.engine.workers import PoolRenderer  # noqa: E402
 from jupysynth.graph import snapshot  # noqa: E402
+from jupysynth.player import Engine, play  # noqa: E402
 
 SR = 48000
 BS = 128

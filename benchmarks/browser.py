@@ -157,7 +157,7 @@ def p95(values: list[float]) -> float:
 def headless_cpu(seconds: float) -> float:
     """CPU share of a headless engine playing the same sine, no page, no kernel."""
     import jupysynth as js
-    from jupysynth.engine import Engine, play
+    from jupysynth.player import Engine, play
 
     with Engine(output="none") as engine:
         play(js.Sine(freq=440, amp=0.3), engine)

@@ -49,7 +49,7 @@ def run(card, seconds: float, stall_ms: float) -> tuple[int, int, int, int]:
     from procs import children_of
 
     import jupysynth as js
-    from jupysynth.engine import Engine, play
+    from jupysynth.player import Engine, play
 
     with Engine(device=card.device_index(), workers=2) as engine:
         for hz in TONES:

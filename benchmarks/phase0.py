@@ -43,8 +43,8 @@ from patches import p3  # noqa: E402
 import jupysynth as js  # noqa: E402
 from jupysynth.control import Client  # noqa: E402
 from jupysynth.control.packets import encode_message  # noqa: E402
-from jupysynth.engine import Engine, play  # noqa: E402
 from jupysynth.errors import EngineError  # noqa: E402
+from jupysynth.player import Engine, play  # noqa: E402
 
 SR = 48000
 ROWS: list[tuple[str, str, str, str, str]] = []

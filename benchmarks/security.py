@@ -68,7 +68,7 @@ def receive_costs() -> tuple[float, float]:
 
 def round_trips(n: int = 400) -> tuple[float, float]:
     """Median /ping round trip in microseconds: (owner's socket, public UDP port)."""
-    from jupysynth.engine import Engine
+    from jupysynth.player import Engine
 
     with Engine(headless=True, port=0) as engine:
         owner = Client(path=engine.socket_path)

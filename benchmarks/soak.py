@@ -43,7 +43,7 @@ from procs import children_of  # noqa: E402
 
 import jupysynth as js  # noqa: E402
 from jupysynth.control.tap import Tap  # noqa: E402
-from jupysynth.engine import Engine, play, stop  # noqa: E402
+from jupysynth.player import Engine, play, stop  # noqa: E402
 
 SR, BS = 48000, 128
 KNOB_HZ = 60

@@ -78,8 +78,8 @@ _LAZY = {
     "write_wav": "renderer",
     "Renderer": "renderer",
     "plot": "plotting",
-    "Engine": "engine",
-    "panic": "engine.play",
+    "Engine": "player",
+    "panic": "player.play",
     # %load_ext jupysynth (IPython and ipywidgets load only then)
     "load_ipython_extension": "notebook.extension",
     "unload_ipython_extension": "notebook.extension",

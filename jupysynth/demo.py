@@ -108,7 +108,7 @@ def play_demo(device: int | str | None = None, bars: int = 4) -> dict | None:
     """
     import time
 
-    from .engine import Engine, play
+    from .player import Engine, play
 
     outputs, events = build(bars)
     with Engine(device=device) as engine:

@@ -376,14 +376,14 @@ class Module:
 
     def play(self, engine: Any = None, at: float | None = None, fade: float = 0.0) -> Module:
         """Play this module on the live engine (the default one, started if needed)."""
-        from .engine.play import play
+        from .player.play import play
 
         play(self, engine, at=at, fade=fade)
         return self
 
     def stop(self, engine: Any = None, fade: float = 0.0) -> Module:
         """Stop playing this module (``fade`` seconds of fade-out)."""
-        from .engine.play import stop
+        from .player.play import stop
 
         stop(self, engine, fade=fade)
         return self

@@ -85,7 +85,7 @@ subclass written in a notebook cell, registered under ``name``
 place on the clock like ``/module/new``, so a bundle may define a type and create
 modules of it; redefining a type that plays swaps its running instances to the
 new code at that block, keeping their state.  The blob must fit one datagram
-(about 64 KB): the kernel's :class:`~jupysynth.engine.play.Player` refuses a
+(about 64 KB): the kernel's :class:`~jupysynth.player.play.Player` refuses a
 larger class with an error saying so.
 
 .. warning::
@@ -135,10 +135,22 @@ __all__ = [
     "STATUS_FIELDS",
     "Address",
     "Arg",
+    "MAX_AHEAD_SECONDS",
+    "MAX_FADE_SECONDS",
+    "MAX_MODULES",
     "OscArgError",
     "check_args",
     "type_of",
 ]
+
+
+#: How far from now a time tag may be (the engine's clock refuses tags further ahead).
+MAX_AHEAD_SECONDS = 3600.0
+#: The longest fade the engine takes (``/fade``).
+MAX_FADE_SECONDS = 10.0
+#: The most modules one engine holds (and inputs one module has): far above any
+#: patch, low enough that a flood of ``/module/new`` cannot eat the machine's memory.
+MAX_MODULES = 65536
 
 
 class OscArgError(ValueError):

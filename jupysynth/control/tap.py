@@ -15,7 +15,7 @@ unlinks every open one when it stops.
 Examples
 --------
 >>> import jupysynth as js
->>> from jupysynth.engine import Engine, play
+>>> from jupysynth.player import Engine, play
 >>> with Engine(headless=True) as engine:  # doctest: +SKIP
 ...     osc = js.Sine(freq=1000, amp=0.5)
 ...     play(osc, engine)
@@ -99,7 +99,7 @@ class Tap:
 
     Parameters
     ----------
-    engine : jupysynth.engine.Engine
+    engine : jupysynth.player.Engine
         A running engine in which module ``module_id`` exists.
     module_id : int
         The module to look at.
@@ -229,7 +229,7 @@ class OutputTap:
 
     Parameters
     ----------
-    engine : jupysynth.engine.Engine
+    engine : jupysynth.player.Engine
         A running engine with ``output="browser"``.
     """
 

@@ -1,33 +1,51 @@
-"""The real-time engine: a child process that renders blocks ahead into a sound device.
+"""The engine process: everything here runs there, none of it in the kernel.
 
-The kernel holds an :class:`Engine` (start, stop, status, record) and talks to
-the engine process over OSC (:mod:`jupysynth.control`); the process owns the
-patch, the :class:`~jupysynth.render.Renderer`, the OSC server and the audio
-driver (an rtmixer ring buffer, or a wall clock when headless).
+The kernel starts it and talks to it through :mod:`jupysynth.player` (the
+``Engine`` handle, ``play``/``stop``/``panic``) over OSC (:mod:`jupysynth.control`,
+the protocol both sides share).  The process owns the patch, the renderer,
+the OSC server and the audio driver.
 
->>> import jupysynth as js
->>> from jupysynth.engine import Engine, play
->>> with Engine() as engine:                        # doctest: +SKIP
-...     play(js.Sine(freq=440, amp=0.2), engine)
+Where a message goes, by file:
 
-Layout: ``engine.py`` (the kernel's handle), ``play.py`` (``play``/``stop``/
-``panic``), ``child.py`` (the process), ``core.py`` (the block clock and
-message scheduling), ``patch.py`` (the authoritative patch),
-``drivers.py`` (device or headless clock), ``workers.py`` (the worker pool,
-``Engine(workers=N)``) and ``worker.py`` (a worker process).
+- ``child.py``: the process's ``main``: starts the OSC server, the core and the driver;
+- ``core.py``: the block clock, the scheduled messages, how an edit reaches a block;
+- ``patch.py``: the authoritative patch table the messages edit;
+- ``renderers.py``: the one interface the core renders through, implemented by
+  :class:`~jupysynth.renderer.Renderer` (in this process), ``workers.py`` (the
+  worker pool, ``Engine(workers=N)``) and ``auto.py`` (``workers="auto"``);
+- ``split.py`` (how a pool divides a patch), ``messages.py`` (what the pool says
+  to its workers), ``wire.py`` (how), ``worker.py`` (a worker process);
+- ``sandbox.py``: the process that runs code written in cells, under a time budget;
+- ``drivers.py`` (the sound card's ring or a wall clock) and ``browser.py`` (the
+  browser's output): what clocks the blocks;
+- ``taps.py``: the shared-memory rings scopes read.
+
+``from jupysynth.engine import Engine, play, stop, panic`` still works (it is
+the kernel side's, loaded on first use, never by the engine process).
 """
 
-from ..errors import EngineError
-from .engine import Engine, default_engine, running_engines
-from .play import Player, panic, play, stop
+from __future__ import annotations
 
-__all__ = [
-    "Engine",
-    "EngineError",
-    "Player",
-    "default_engine",
-    "panic",
-    "play",
-    "running_engines",
-    "stop",
-]
+from typing import Any
+
+from ..errors import EngineError
+
+__all__ = ["EngineError"]
+
+_KERNEL_SIDE = {
+    "Engine": "engine",
+    "default_engine": "engine",
+    "running_engines": "engine",
+    "Player": "play",
+    "panic": "play",
+    "play": "play",
+    "stop": "play",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _KERNEL_SIDE:
+        import importlib
+
+        return getattr(importlib.import_module(f"..player.{_KERNEL_SIDE[name]}", __name__), name)
+    raise AttributeError(f"module 'jupysynth.engine' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The engine process: ``python -m jupysynth.engine.child <fd> <config-json>``.
 
-Started by :class:`jupysynth.engine.Engine`, never by hand.  It loads the
+Started by :class:`jupysynth.player.Engine`, never by hand.  It loads the
 kernels, opens the device, starts the OSC server, says ``ready`` on the
 lifecycle pipe and runs the block loop in its main thread until told to stop.
 A thread of its own looks at the muted modules every few tens of milliseconds

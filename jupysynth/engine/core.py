@@ -58,14 +58,14 @@ from typing import Any
 import numpy as np
 
 from .. import guard, kernels
+from ..control.address import MAX_AHEAD_SECONDS, MAX_FADE_SECONDS
+from ..control.typedefs import load_type
 from ..errors import EngineError, JupysynthError, ParamError
 from ..graph import NodeSpec
 from ..renderer import Renderer
-from .engine import MAX_AHEAD_SECONDS, MAX_FADE_SECONDS
 from .patch import PatchTable
 from .renderers import LiveRenderer
 from .taps import Taps
-from .typedefs import load_type
 
 __all__ = ["EngineCore", "RecordJob", "local_renderer"]
 

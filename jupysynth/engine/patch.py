@@ -27,14 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..compile import find_cycle
+from ..control.address import MAX_MODULES
 from ..errors import ParamError, PatchError
 from ..graph import Module, NodeSpec, register_type
 
-__all__ = ["MAX_MODULES", "MAX_SPEC_CHARS", "MAX_SPEC_DEPTH", "PatchTable"]
+__all__ = ["MAX_SPEC_CHARS", "MAX_SPEC_DEPTH", "PatchTable"]
 
-#: Modules one engine holds; far above any patch, low enough that a flood of
-#: ``/module/new`` cannot eat the machine's memory.
-MAX_MODULES = 65536
 #: A module spec's JSON: characters, nesting and digits of one number at most.
 MAX_SPEC_CHARS = 1 << 20
 MAX_SPEC_DEPTH = 6

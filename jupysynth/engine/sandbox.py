@@ -136,10 +136,10 @@ class Sandbox:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         fds = (run_b.fileno(), ctl_b.fileno(), pfd)
-        from .engine import _launcher  # a long-lived thread: PDEATHSIG follows the forking thread
+        from ..launch import launcher  # a long-lived thread: PDEATHSIG follows the forking thread
 
         try:
-            proc = _launcher.popen(
+            proc = launcher.popen(
                 [sys.executable, "-m", __name__, *map(str, fds), str(os.getpid())],
                 pass_fds=fds,
                 env=env,
@@ -192,7 +192,7 @@ class Sandbox:
 
     def blob(self, cls: type) -> bytes:
         """The class pickled for the sandbox (pickling it again is slow: once per class)."""
-        from .typedefs import dump_type
+        from ..control.typedefs import dump_type
 
         blob = self._blobs.get(cls)
         if blob is None:
@@ -392,8 +392,8 @@ def _serve_ctl(ctl: socket.socket, state: dict) -> None:
 
 
 def _control(msg: tuple, fds: list[int], state: dict) -> Any:
+    from ..control.typedefs import load_type
     from ..graph import PYTHON_KERNEL
-    from .typedefs import load_type
 
     kind = msg[0]
     if kind == "batch":  # ("batch", [(key, shape, dtype)] for the first fds, retain, msg)

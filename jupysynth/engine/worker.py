@@ -173,10 +173,10 @@ class _Worker:
 
     def prelude(self, types: dict, revived: list, imports: list) -> None:
         """What a new share needs first, on this thread: its classes, unmuted modules."""
+        from ..control.typedefs import load_type
         from ..errors import JupysynthError
         from ..graph import register_type
         from .split import owner_of
-        from .typedefs import load_type
 
         for name, blob in types.items():
             try:

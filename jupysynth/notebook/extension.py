@@ -72,7 +72,7 @@ def _start_engine() -> tuple[Any, str, bool]:
     if os.environ.get("JUPYSYNTH_OFFLINE", "").strip() not in ("", "0"):
         return None, "JUPYSYNTH_OFFLINE is set", False
     try:
-        from ..engine import Engine, running_engines
+        from ..player import Engine, running_engines
     except ImportError as exc:
         return (
             None,
@@ -290,7 +290,7 @@ def panic(session: live.Session) -> str:
     """Silence everything the session's engine plays, keep the engine; what happened."""
     if not session.live:
         return "nothing plays (no engine running)"
-    from ..engine import panic as engine_panic
+    from ..player import panic as engine_panic
 
     engine_panic(session.engine)
     session.forget()

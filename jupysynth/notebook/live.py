@@ -75,7 +75,7 @@ class Session:
 
     Parameters
     ----------
-    engine : jupysynth.engine.Engine or None
+    engine : jupysynth.player.Engine or None
         The running engine, or None for offline mode.
     reason : str
         Why there is no engine (offline mode), for messages.
@@ -138,7 +138,7 @@ class Session:
         return [p for i in ids for p in player.roots.get(i, [])]
 
     def _engine_play(self, ports: list[Port]) -> None:
-        from ..engine import play as engine_play
+        from ..player import play as engine_play
 
         if _accepts(engine_play, "fade"):
             engine_play(ports, self.engine, fade=self.fade)
@@ -147,7 +147,7 @@ class Session:
 
     def _engine_stop(self, ports: list[Port]) -> None:
         """Stop what of ``ports`` still plays (a user may have stopped some by hand)."""
-        from ..engine import stop as engine_stop
+        from ..player import stop as engine_stop
 
         playing = self.playing_ids()
         ports = [p for p in ports if p.module.id in playing]

@@ -16,10 +16,10 @@ import numpy as np
 from procs import children_of
 
 import jupysynth as js
-from jupysynth.engine import Engine, play
 from jupysynth.engine.auto import AutoRenderer
 from jupysynth.engine.workers import PoolRenderer
 from jupysynth.graph import snapshot
+from jupysynth.player import Engine, play
 
 SR = 48000
 BS = 128

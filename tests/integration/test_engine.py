@@ -27,8 +27,8 @@ from procs import children_of
 import jupysynth as js
 from jupysynth.control import Client
 from jupysynth.control.packets import encode_bundle, encode_message, ntp_from_unix
-from jupysynth.engine import Engine, play, stop
 from jupysynth.errors import EngineError, ParamError
+from jupysynth.player import Engine, play, stop
 
 SR, BS = 48000, 128
 
@@ -367,7 +367,7 @@ def test_50_start_stop_cycles_leave_no_process_shm_or_fd():
 _PARENT = textwrap.dedent(
     """
     import sys, time
-    from jupysynth.engine import Engine
+    from jupysynth.player import Engine
     e = Engine(headless=True).start()
     print(e.pid, e.socket_path, flush=True)
     time.sleep(60)

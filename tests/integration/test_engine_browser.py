@@ -15,8 +15,8 @@ import pytest
 
 import jupysynth as js
 from jupysynth.control.tap import OutputTap
-from jupysynth.engine import Engine, play
 from jupysynth.errors import ParamError
+from jupysynth.player import Engine, play
 
 SR = 48000
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import jupysynth as js
-from jupysynth.engine import Engine, play, stop
 from jupysynth.errors import EngineError, ParamError
 from jupysynth.graph import Module, Param
+from jupysynth.player import Engine, play, stop
 
 
 class Sleeper(Module):

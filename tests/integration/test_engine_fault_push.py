@@ -17,8 +17,8 @@ import pytest
 
 import jupysynth as js
 from jupysynth.control.client import Client, Fault
-from jupysynth.engine import Engine, play, stop
 from jupysynth.graph import type_name
+from jupysynth.player import Engine, play, stop
 
 SR = 48000
 SIGNAL = js.Param("input", 0.0, -1e30, 1e30)

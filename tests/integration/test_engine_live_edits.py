@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import jupysynth as js
-from jupysynth.engine import Engine, play
 from jupysynth.graph import type_name
+from jupysynth.player import Engine, play
 
 SR, BS = 48000, 128
 SIGNAL = js.Param("input", 0.0, -1e30, 1e30)

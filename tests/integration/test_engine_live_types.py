@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import jupysynth as js
-from jupysynth.engine import Engine, play, stop
-from jupysynth.engine.typedefs import dump_type
+from jupysynth.control.typedefs import dump_type
 from jupysynth.errors import EngineError
 from jupysynth.graph import type_name
+from jupysynth.player import Engine, play, stop
 
 SR, BS = 48000, 128
 SIGNAL = js.Param("input", 0.0, -1e30, 1e30)

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from vsound import VirtualSoundCard
     import jupysynth as js
-    from jupysynth.engine import Engine, play
+    from jupysynth.player import Engine, play
 
     out = {}
     card = VirtualSoundCard(samplerate=48000, period=128, server_name="jupysynth-lost").start()

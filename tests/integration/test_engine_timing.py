@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import jupysynth as js
-from jupysynth.engine import Engine, play, stop
+from jupysynth.player import Engine, play, stop
 
 SR, BS = 48000, 128
 STALL = 0.2

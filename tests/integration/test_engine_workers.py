@@ -19,7 +19,7 @@ import pytest
 from procs import children_of
 
 import jupysynth as js
-from jupysynth.engine import Engine, play
+from jupysynth.player import Engine, play
 
 SR, BS = 48000, 128
 _PR_SET_CHILD_SUBREAPER = 36
@@ -170,7 +170,7 @@ def test_a_patch_prepared_while_the_pool_plays_switches_at_one_block_with_state_
     pool = PoolRenderer(SR, BS, workers)
     got, want = [], []
     try:
-        from jupysynth.engine.typedefs import dump_type
+        from jupysynth.control.typedefs import dump_type
         from jupysynth.graph import type_name
 
         pool.define_type(type_name(Drone), dump_type(Drone))  # as /type/define does
@@ -221,7 +221,7 @@ class Blowup(js.Module):
 @pytest.mark.parametrize("n", [48, 160])
 def test_a_voice_turning_nan_in_a_split_patch_is_muted_and_named_and_the_rest_plays(n):
     """Caught by the tail (a voice copied whole) or where its chunk is summed (160)."""
-    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.control.typedefs import dump_type
     from jupysynth.engine.workers import PoolRenderer
     from jupysynth.graph import snapshot, type_name
 
@@ -377,7 +377,7 @@ def partials_bank() -> js.Module:
 
 def partials_pool(mix: js.Module):
     """``(nodes, outputs, reference renderer, 2-worker pool playing mix)``."""
-    from jupysynth.engine.typedefs import dump_type
+    from jupysynth.control.typedefs import dump_type
     from jupysynth.engine.workers import PoolRenderer
     from jupysynth.graph import snapshot, type_name
 

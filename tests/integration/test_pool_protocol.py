@@ -19,7 +19,7 @@ import pytest
 from procs import children_of
 
 import jupysynth as js
-from jupysynth.engine import Engine, play, stop
+from jupysynth.player import Engine, play, stop
 
 SR = 48000
 

@@ -12,8 +12,8 @@ import pytest
 
 import jupysynth as js
 from jupysynth.control.tap import Tap
-from jupysynth.engine import Engine, play, stop
 from jupysynth.errors import EngineError
+from jupysynth.player import Engine, play, stop
 
 SR = 48000
 

@@ -27,8 +27,8 @@ from jupysynth.control import local
 from jupysynth.control.client import Client
 from jupysynth.control.packets import decode_packet, encode_bundle, encode_message
 from jupysynth.control.tap import Tap, map_segment
-from jupysynth.engine import Engine, play
 from jupysynth.errors import EngineError, ParamError
+from jupysynth.player import Engine, play
 
 NOBODY = 65534
 can_switch_users = pytest.mark.skipif(

@@ -67,7 +67,7 @@ def test_load_prints_one_line_and_a_second_load_starts_no_second_engine(shell, c
     again = capsys.readouterr().out
     assert again.strip().endswith("(already loaded)")
     assert live.current() is session and session.engine.pid == pid
-    from jupysynth.engine import running_engines
+    from jupysynth.player import running_engines
 
     assert [e.pid for e in running_engines()] == [pid]
     # unloading stops the engine it started: no process left
@@ -149,7 +149,7 @@ def test_devices_lists_outputs_or_says_there_are_none(shell, capsys, headless):
 def test_rerunning_a_cell_replaces_its_sound(shell, capsys, headless):
     run(shell, capsys, f"%load_ext {EXT}")
     session = live.current()
-    run(shell, capsys, "import jupysynth as js\nfrom jupysynth.engine import play")
+    run(shell, capsys, "import jupysynth as js\nfrom jupysynth.player import play")
     cell = "osc = js.Sine(freq={f}, amp=0.2)\nplay(osc)"
     run(shell, capsys, cell.format(f=440), cell_id="cell-a")
     first = shell.user_ns["osc"]
@@ -175,7 +175,7 @@ def test_rerunning_a_cell_replaces_its_sound(shell, capsys, headless):
 def test_a_cell_that_raises_keeps_the_old_sound(shell, capsys, headless):
     run(shell, capsys, f"%load_ext {EXT}")
     session = live.current()
-    run(shell, capsys, "import jupysynth as js\nfrom jupysynth.engine import play")
+    run(shell, capsys, "import jupysynth as js\nfrom jupysynth.player import play")
     run(shell, capsys, "osc = js.Sine(freq=440, amp=0.2)\nplay(osc)", cell_id="c")
     old = shell.user_ns["osc"]
     out = run(
@@ -264,7 +264,7 @@ def test_offline_mode_when_asked_or_when_the_engine_cannot_start(shell, capsys, 
     shell.run_line_magic("unload_ext", EXT)
 
     monkeypatch.delenv("JUPYSYNTH_OFFLINE")
-    from jupysynth.engine import Engine
+    from jupysynth.player import Engine
 
     def refuse(self):
         raise EngineError("cannot open device 7: no such device")

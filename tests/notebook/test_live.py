@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 import jupysynth as js
-import jupysynth.engine as engine_api
+import jupysynth.player as engine_api
 from jupysynth.errors import JupysynthError
 from jupysynth.notebook.live import FADE, Session
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from jupysynth.engine.throttle import Throttle
+from jupysynth.player.throttle import Throttle
 
 
 class Recorder:

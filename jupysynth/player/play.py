@@ -10,7 +10,7 @@ Stopping sends ``/out/remove`` and frees the modules nothing else plays.
 Examples
 --------
 >>> import jupysynth as js
->>> from jupysynth.engine import play, stop
+>>> from jupysynth.player import play, stop
 >>> osc = js.Sine(freq=220, amp=0.2)
 >>> play(osc)              # doctest: +SKIP
 >>> osc.freq = 330         # heard at the next block, glided
@@ -24,12 +24,12 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ..control.address import MAX_MODULES
+from ..control.typedefs import dump_type, is_builtin
 from ..errors import EngineError
 from ..graph import Module, Port, as_outputs, type_name, watch_types
 from .engine import Engine, check_fade, check_time, default_engine
-from .patch import MAX_MODULES
 from .throttle import Throttle
-from .typedefs import dump_type, is_builtin
 
 __all__ = ["Player", "panic", "play", "stop"]
 

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> import jupysynth as js
->>> from jupysynth.engine import Engine
+>>> from jupysynth.player import Engine
 >>> with Engine(headless=True) as engine:          # doctest: +SKIP
 ...     js.Sine(freq=440, amp=0.2).play(engine)
 ...     samples = engine.record(1.0)
@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import queue
 import re
 import socket
 import subprocess
@@ -30,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from ..control import local
+from ..control.address import MAX_AHEAD_SECONDS, MAX_FADE_SECONDS
 from ..control.client import Client
 from ..control.packets import ntp_from_unix, unix_from_ntp
 from ..errors import EngineError, ParamError
+from ..launch import launcher
 
 __all__ = ["Engine", "check_fade", "check_time", "default_engine", "running_engines"]
 
@@ -40,12 +41,8 @@ _running: list[Engine] = []
 _requests = itertools.count(1)
 
 
-#: How far from now a time given to the engine may be (its clock refuses tags further ahead).
-MAX_AHEAD_SECONDS = 3600.0
 #: Where an engine's sound can go (``Engine(output=...)``).
 OUTPUTS = ("device", "browser", "auto", "none")
-#: The longest fade the engine takes (``/fade``).
-MAX_FADE_SECONDS = 10.0
 
 
 def check_time(what: str, at: float | None) -> float | None:
@@ -102,46 +99,6 @@ def default_engine(start: bool = True) -> Engine:
     if not start:
         raise EngineError("no engine is running; start one with jupysynth.Engine().start()")
     return Engine().start()
-
-
-class _Launcher:
-    """One long-lived thread that starts every engine process.
-
-    The kernel sends PR_SET_PDEATHSIG when the *thread* that forked the child
-    ends, not the process; starting engines from a thread that lives as long as
-    the interpreter keeps an engine started from a short-lived thread (a
-    widget callback) alive, while a dead interpreter still takes it along.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._serve, name="jupysynth-launcher", daemon=True
-                )
-                self._thread.start()
-        done: queue.Queue = queue.Queue()
-        self._jobs.put((args, kwargs, done))
-        ok, value = done.get()
-        if not ok:
-            raise value
-        return value
-
-    def _serve(self) -> None:
-        while True:
-            args, kwargs, done = self._jobs.get()
-            try:
-                done.put((True, subprocess.Popen(*args, **kwargs)))
-            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
-                done.put((False, exc))
-
-
-_launcher = _Launcher()
 
 
 class Engine:
@@ -210,7 +167,7 @@ class Engine:
 
     Examples
     --------
-    >>> from jupysynth.engine import Engine
+    >>> from jupysynth.player import Engine
     >>> engine = Engine(blocksize=128).start()      # doctest: +SKIP
     >>> engine.status()["dsp_load"]                 # doctest: +SKIP
     0.001
@@ -361,7 +318,7 @@ class Engine:
         try:
             # a fresh interpreter, not multiprocessing: no re-import of the notebook's
             # __main__ and no resource-tracker process left behind
-            self._proc = _launcher.popen(
+            self._proc = launcher.popen(
                 [
                     sys.executable,
                     "-m",
