@@ -31,6 +31,7 @@ import numpy as np
 
 from . import guard, kernels
 from .compile import Binding, Group, Schedule, compile_schedule
+from .crossfade import Crossfade
 from .errors import JupysynthError, JupysynthWarning, ParamError, PatchError
 from .graph import (
     PYTHON_KERNEL,
@@ -81,19 +82,6 @@ class _Runtime:
     ramps: list[_Param] = field(default_factory=list)
     spent: float = 0.0  # seconds in the kernel, while the renderer is timing
     timed: int = 0  # frames timed
-
-
-def fade_plan(
-    old: list[tuple[int, int, int]], new: list[tuple[int, int, int]]
-) -> tuple[list[tuple[int, int, int]], dict[tuple[int, int, int], int]]:
-    """The outputs heard during a crossfade and how each fades.
-
-    Returns the old outputs that leave followed by the new ones, and a mode per
-    output: 0 steady (in both), 1 fading out (leaving), 2 fading in (arriving).
-    """
-    merged = [o for o in old if o not in new] + list(new)
-    modes = {o: (0 if o in old else 2) if o in new else 1 for o in merged}
-    return merged, modes
 
 
 def _same_kind(new: Any, old: Any) -> bool:
@@ -235,7 +223,7 @@ class Plan:
     types: list[tuple[str, type]]  # the module classes it compiled, by registry name
     nodes: dict[int, NodeSpec]
     outputs: list[tuple[int, int, int]]
-    fade: tuple | None
+    fade: Crossfade | None
     disabled: frozenset[int]
     schedule: Schedule
     bus: np.ndarray
@@ -246,8 +234,7 @@ class Plan:
     takeovers: list[tuple[Module, Module]]  # (new object, old object) of redefined classes
     left: np.ndarray
     right: np.ndarray
-    lmode: np.ndarray | None
-    rmode: np.ndarray | None
+    lanes: tuple[np.ndarray, np.ndarray] | None  # the fade's modes of left and right
     chunk: int
     after: Plan | None = None  # a crossfade's patch once it has faded
     setup_faults: list[tuple[int, str]] = field(default_factory=list)  # (id, why) muted at install
@@ -374,8 +361,8 @@ class Renderer:
         self._processors: dict[int, Module] = {}  # instances of modules written in Python
         self._stale = False  # a module was muted mid-span: rebuild after it
         self._ramping: list[_Runtime] = []  # groups with a glide pending for the next block
-        # a crossfade in progress: (nodes, outputs, modes, frames done, length)
-        self._fade: tuple | None = None
+        self._fade: Crossfade | None = None  # a crossfade in progress
+        self._lanes: tuple[np.ndarray, np.ndarray] | None = None  # how its lanes fade
         self._after: Plan | None = None  # the patch once the crossfade has faded, prepared
         # bumped by every install: a plan prepared on an older structure is stale
         self._generation = 0
@@ -443,7 +430,7 @@ class Renderer:
         nodes: dict[int, NodeSpec],
         outputs: list[tuple[int, int, int]],
         disabled: frozenset[int],
-        fade: tuple | None,
+        fade: Crossfade | None,
         old: dict[int, tuple[_Runtime, int]],
         processors: dict[int, Module],
     ) -> Plan:
@@ -554,18 +541,8 @@ class Renderer:
             runtimes.append(rt)
             for k, i in enumerate(g.ids):
                 where[i] = (rt, k)
-        lmode = rmode = None
-        if fade is not None:
-            modes = fade[2]
-            lm, rm = [], []
-            for o in outputs:  # the order compile_schedule lists them in
-                _, port, chans = o
-                if chans == 1 or port == 0:
-                    lm.append(modes[o])
-                if chans == 1 or port != 0:
-                    rm.append(modes[o])
-            lmode = np.asarray(lm, dtype=np.int64)
-            rmode = np.asarray(rm, dtype=np.int64)
+        # outputs in the order compile_schedule mixes them
+        lanes = fade.lanes(outputs) if fade is not None else None
         copies = [
             (dst, src, None, None) if ks is None else (dst, src, _index(ks), _index(js))
             for dst, src, ks, js in carry.values()
@@ -589,8 +566,7 @@ class Renderer:
             takeovers,
             np.asarray(sched.left, dtype=np.int64),
             np.asarray(sched.right, dtype=np.int64),
-            lmode,
-            rmode,
+            lanes,
             FEEDBACK_CHUNK if sched.has_feedback else self.blocksize,
             setup_faults=setup_faults,
             sandbox_keys=keys,
@@ -643,9 +619,8 @@ class Renderer:
         self._processors = plan.processors
         self._left = plan.left
         self._right = plan.right
-        if plan.lmode is not None:
-            self._lmode = plan.lmode
-            self._rmode = plan.rmode
+        if plan.lanes is not None:
+            self._lanes = plan.lanes
         self._chunk = plan.chunk
         self._changed.clear()
         self._generation += 1
@@ -983,15 +958,9 @@ class Renderer:
         generation, basis, setseq = self._generation, frozenset(self.disabled), self._setseq
         cur_nodes, cur_outputs = self.nodes, self.outputs
         request = (nodes, outputs, int(fade))
-        if fade > 0 and cur_outputs:
-            merged, modes = fade_plan(cur_outputs, outputs)
-            fading = (dict(nodes), list(outputs), modes, 0, int(fade))
-            new_nodes = {**cur_nodes, **nodes}
-            new_outputs = merged
-        else:
-            fading = None
-            new_nodes = dict(nodes)
-            new_outputs = list(outputs)
+        fading, new_nodes, new_outputs = Crossfade.begin(
+            cur_nodes, cur_outputs, nodes, outputs, int(fade)
+        )
         disabled = frozenset(i for i in basis if i in new_nodes)
         plan = self._build(
             request, new_nodes, new_outputs, disabled, fading, self._where, self._processors
@@ -999,11 +968,11 @@ class Renderer:
         plan.generation, plan.basis, plan.setseq = generation, basis, setseq
         if fading is not None:
             # what remains once faded, built now so the end of the fade costs no compile
-            final = fading[0]
+            final = fading.nodes
             after = self._build(
-                (final, fading[1], 0),
+                (final, fading.outputs, 0),
                 final,
-                fading[1],
+                fading.outputs,
                 frozenset(i for i in disabled if i in final),
                 None,
                 plan.where,
@@ -1244,22 +1213,16 @@ class Renderer:
                 self._fault(g.ids, traceback.format_exc(), rebuild=False)
         for rt in self._posts:
             rt.post(a, b, sr, bus, *rt.args)
-        if self._fade is None:
+        fade = self._fade
+        if fade is None:
             _MIX_OUT(a, b, bus, self._left, self._right, self.out)
-        else:
-            nodes, outputs, modes, done, length = self._fade
-            _MIX_OUT_FADE(
-                a, b, bus, self._left, self._right, self._lmode, self._rmode, done, length, self.out
-            )
-            done += b - a
-            self._fade = (nodes, outputs, modes, done, length)
-            if done >= length:
-                # faded: drop what only the old patch used (prepared with the fade)
-                after = self._after
-                if after is not None and after.generation == self._generation:
-                    self.apply(after)
-                else:
-                    self.update(nodes, outputs)
+        elif fade.mix(a, b, bus, self._left, self._right, self._lanes, self.out):
+            # faded: drop what only the old patch used (prepared with the fade)
+            after = self._after
+            if after is not None and after.generation == self._generation:
+                self.apply(after)
+            else:
+                self.update(fade.nodes, fade.outputs)
         if not _ALL_SANE(self.out, a, b, ABSURD):
             self._find_culprit(a, b)
         elif self._stale:
@@ -1347,7 +1310,6 @@ class Renderer:
 
 _GATHER = kernels.load("bus.gather")
 _MIX_OUT = kernels.load("bus.mix_out")
-_MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_SANE = kernels.load("bus.all_sane")
 _SCRUB = kernels.load("bus.scrub")
 _RAMP = kernels.load("bus.ramp")

@@ -60,9 +60,10 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
+from ..crossfade import Crossfade
 from ..errors import EngineError, PatchError
 from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, NodeSpec, module_types
-from ..renderer import States, fade_plan
+from ..renderer import States
 from . import messages
 from .split import NS_PER_UNIT, SPLIT_WEIGHT, Share, assign, import_type, owner_of, weight
 from .wire import Wire
@@ -92,7 +93,6 @@ _DUE_SLICE = 0.001
 _DUE_MARGIN = 0.0005
 
 _MIX_OUT = kernels.load("bus.mix_out")
-_MIX_OUT_FADE = kernels.load("bus.mix_out_fade")
 _ALL_FINITE = kernels.load("bus.all_finite")
 #: Signals a worker dies of when the code it runs crashes (not when it is killed).
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
@@ -143,7 +143,7 @@ class _Layout:
         self,
         nodes: dict[int, NodeSpec],
         outputs: list[tuple[int, int, int]],
-        fade: tuple | None,
+        fade: Crossfade | None,
         generation: int,
     ) -> None:
         self.nodes, self.outputs, self.fade, self.generation = nodes, outputs, fade, generation
@@ -217,8 +217,8 @@ class PoolRenderer:
         self._right = np.zeros(0, dtype=np.int64)
         # load (or compile) the mixing kernels now, not in the first block or crossfade
         _MIX_OUT(0, 1, self.bus, self._left, self._right, self.out)
-        _MIX_OUT_FADE(
-            0, 1, self.bus, self._left, self._right, self._left, self._right, 0, 1, self.out
+        Crossfade({}, [], {}, 1).mix(
+            0, 1, self.bus, self._left, self._right, (self._left, self._right), self.out
         )
         _ALL_FINITE(self.out, 0, 1)
         self._holders: dict[int, list[int]] = {}  # module id -> slots rendering it
@@ -255,7 +255,8 @@ class PoolRenderer:
         self._spare: _Worker | None = None
         self._spare_pending = False
         self._reassign = False  # a worker died: give its modules to the others or a spare
-        self._fade: tuple | None = None  # (nodes, outputs, modes, done, length) while fading
+        self._fade: Crossfade | None = None  # a crossfade in progress
+        self._lanes: tuple[np.ndarray, np.ndarray] | None = None  # how its lanes fade
         self._failed = False  # a worker died during the current assignment
         started: list[Any] = []
         try:
@@ -541,15 +542,9 @@ class PoolRenderer:
         leaving outputs fade out, arriving ones in, then what only the old patch
         used is dropped.
         """
-        if fade > 0 and self.outputs:
-            merged, modes = fade_plan(self.outputs, outputs)
-            self._fade = (dict(nodes), list(outputs), modes, 0, int(fade))
-            self.nodes = {**self.nodes, **nodes}
-            self.outputs = merged
-        else:
-            self._fade = None
-            self.nodes = dict(nodes)
-            self.outputs = list(outputs)
+        self._fade, self.nodes, self.outputs = Crossfade.begin(
+            self.nodes, self.outputs, nodes, outputs, int(fade)
+        )
         self.disabled &= set(self.nodes)
         for i in [i for i in self.faults if i not in self.nodes]:
             del self.faults[i]  # freed: an id used again is a new module
@@ -586,7 +581,7 @@ class PoolRenderer:
         self,
         nodes: dict[int, NodeSpec],
         outputs: list[tuple[int, int, int]],
-        fade: tuple | None,
+        fade: Crossfade | None,
         generation: int,
     ) -> _Layout:
         """Who renders what and where it goes on the shared bus (changes nothing here)."""
@@ -748,13 +743,7 @@ class PoolRenderer:
         self._wanted = {k for k in self._wanted if k[0] in self.nodes}
         self._watched = dict(lay.watched)
         if self._fade is not None:
-            modes = self._fade[2]
-            self._lmode = np.asarray(
-                [modes[o] for o in self.outputs if o[2] == 1 or o[1] == 0], dtype=np.int64
-            )
-            self._rmode = np.asarray(
-                [modes[o] for o in self.outputs if o[2] == 1 or o[1] != 0], dtype=np.int64
-            )
+            self._lanes = self._fade.lanes(self.outputs)
         self._generation += 1
         return True
 
@@ -775,12 +764,9 @@ class PoolRenderer:
         """
         generation = self._generation
         cur_nodes, cur_outputs = self.nodes, self.outputs
-        if fade > 0 and cur_outputs:
-            merged, modes = fade_plan(cur_outputs, outputs)
-            fading: tuple | None = (dict(nodes), list(outputs), modes, 0, int(fade))
-            new_nodes, new_outputs = {**cur_nodes, **nodes}, merged
-        else:
-            fading, new_nodes, new_outputs = None, dict(nodes), list(outputs)
+        fading, new_nodes, new_outputs = Crossfade.begin(
+            cur_nodes, cur_outputs, nodes, outputs, int(fade)
+        )
         lay = self._layout(new_nodes, new_outputs, fading, generation)
         lay.request = (nodes, outputs, int(fade))
         revived = lay.revived = sorted(self._revived)
@@ -851,7 +837,7 @@ class PoolRenderer:
         drops them; rebuilding the workers here would hold the block for every
         worker's rebuild (4-16 blocks measured with two workers).
         """
-        outputs = self._fade[1]
+        outputs = self._fade.outputs
         cols: dict[tuple[int, int, int], tuple[int, int]] = {}
         li = ri = 0
         for o in self.outputs:  # the columns _layout gave each output, in its order
@@ -1128,24 +1114,8 @@ class PoolRenderer:
             right = np.where(np.isin(owner, late) & (right > 0), 0, right)
         if self._fade is None:
             _MIX_OUT(0, frames, self.bus, left, right, self.out)
-        else:
-            nodes, outputs, modes, done_frames, length = self._fade
-            _MIX_OUT_FADE(
-                0,
-                frames,
-                self.bus,
-                left,
-                right,
-                self._lmode,
-                self._rmode,
-                done_frames,
-                length,
-                self.out,
-            )
-            done_frames += frames
-            self._fade = (nodes, outputs, modes, done_frames, length)
-            if done_frames >= length:
-                self._end_fade()
+        elif self._fade.mix(0, frames, self.bus, left, right, self._lanes, self.out):
+            self._end_fade()
         if not _ALL_FINITE(self.out, 0, frames):
             # every module's own NaN is caught in its worker; this is a sum overflowing
             np.nan_to_num(self.out[:frames], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
