@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from ..crossfade import Crossfade
+from ..crossfade import _MIX_OUT_FADE, Crossfade
 from ..errors import EngineError, PatchError
 from ..graph import PYTHON_KERNEL, SAMPLE_KERNEL, NodeSpec, module_types
 from ..renderer import States
@@ -94,6 +94,8 @@ _DUE_MARGIN = 0.0005
 
 _MIX_OUT = kernels.load("bus.mix_out")
 _ALL_FINITE = kernels.load("bus.all_finite")
+_LANE_ENDS = kernels.load("bus.lane_ends")
+_RAMP_OUT = kernels.load("bus.ramp_out")
 #: Signals a worker dies of when the code it runs crashes (not when it is killed).
 _CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 #: Most worker slots (each has a "done" flag after the shared bus).
@@ -221,6 +223,13 @@ class PoolRenderer:
             0, 1, self.bus, self._left, self._right, (self._left, self._right), self.out
         )
         _ALL_FINITE(self.out, 0, 1)
+        # each slot's share of the output at the end of the last block, and the slots
+        # that were late in it: a part that stops arriving fades out from where it was,
+        # and fades in when it comes back (a cut would click)
+        self._ends = np.zeros((MAX_WORKERS, 2), dtype=np.float64)
+        self._was_late: set[int] = set()
+        _LANE_ENDS(self.bus, 0, self._left, self._right, MAX_OUTPUTS_PER_WORKER, self._ends)
+        _RAMP_OUT(self.out, 1, 0.0, 0.0)
         self._holders: dict[int, list[int]] = {}  # module id -> slots rendering it
         self._poller = select.poll()
         self._polled: dict[int, int] = {}  # fd -> slot, the rendering workers' sockets
@@ -1105,17 +1114,35 @@ class PoolRenderer:
                 continue
             late.append(slot)
         left, right = self._left, self._right
+        back = (
+            [s for s in self._was_late if s not in late and slots[s] is not None]
+            if (self._was_late)
+            else ()
+        )
+        if late or back:
+            lslot = (left - 1) // MAX_OUTPUTS_PER_WORKER
+            rslot = (right - 1) // MAX_OUTPUTS_PER_WORKER
         if late:
             self.late_parts += 1
             # its columns read as column 0, which stays zero: silence, in the same places
-            owner = (left - 1) // MAX_OUTPUTS_PER_WORKER
-            left = np.where(np.isin(owner, late) & (left > 0), 0, left)
-            owner = (right - 1) // MAX_OUTPUTS_PER_WORKER
-            right = np.where(np.isin(owner, late) & (right > 0), 0, right)
-        if self._fade is None:
+            left = np.where(np.isin(lslot, late) & (left > 0), 0, left)
+            right = np.where(np.isin(rslot, late) & (right > 0), 0, right)
+        if self._fade is not None:
+            if self._fade.mix(0, frames, self.bus, left, right, self._lanes, self.out):
+                self._end_fade()
+        elif back:
+            # a part late in the last block fades in over this one (mode 2: in)
+            lmode = np.where(np.isin(lslot, back) & (left > 0), 2, 0)
+            rmode = np.where(np.isin(rslot, back) & (right > 0), 2, 0)
+            _MIX_OUT_FADE(0, frames, self.bus, left, right, lmode, rmode, 0, frames, self.out)
+        else:
             _MIX_OUT(0, frames, self.bus, left, right, self.out)
-        elif self._fade.mix(0, frames, self.bus, left, right, self._lanes, self.out):
-            self._end_fade()
+        for slot in late:
+            if slot not in self._was_late:  # stopped arriving: fade out what it played
+                _RAMP_OUT(self.out, frames, self._ends[slot, 0], self._ends[slot, 1])
+        if late or self._was_late:
+            self._was_late = set(late)
+        _LANE_ENDS(self.bus, frames - 1, left, right, MAX_OUTPUTS_PER_WORKER, self._ends)
         if not _ALL_FINITE(self.out, 0, frames):
             # every module's own NaN is caught in its worker; this is a sum overflowing
             np.nan_to_num(self.out[:frames], copy=False, nan=0.0, posinf=0.0, neginf=0.0)

@@ -205,3 +205,28 @@ def safety_limit(x, n, gain, ceiling, release, on):
                 x[t, c] = -1.0
     gain[0] = g
     return engaged
+
+
+@njit(**JIT)
+def lane_ends(bus, row, left, right, per, ends):
+    """Each worker's share of the output at frame ``row``: ``ends[slot] = (left, right)``,
+    summed over the lanes in its column range (``per`` columns a slot, column 0 none)."""
+    ends[:] = 0.0
+    for k in range(left.shape[0]):
+        c = left[k]
+        if c > 0:
+            ends[(c - 1) // per, 0] += bus[row, c]
+    for k in range(right.shape[0]):
+        c = right[k]
+        if c > 0:
+            ends[(c - 1) // per, 1] += bus[row, c]
+
+
+@njit(**JIT)
+def ramp_out(out, frames, left, right):
+    """Add a line from (``left``, ``right``) down to zero over ``frames`` to ``out``: what
+    a part that stopped arriving was playing, faded instead of cut."""
+    for t in range(frames):
+        g = 1.0 - (t + 1) / frames
+        out[t, 0] += g * left
+        out[t, 1] += g * right

@@ -203,6 +203,10 @@ def test_a_late_worker_plays_silence_and_the_rest_keeps_time(sound_card):
     turned = np.angle(z[post[0]] / z[pre[-1]])
     assert abs(turned) < 0.2, (turned, np.round(a, 2), np.round(b, 2))
     assert status["worker_late"] > before
+    # faded out and in, not cut: no step larger than the two tones' own steepest slope
+    # (0.3 * 2 pi * 2500 / 48000 = 0.098 a sample) plus a fade's (0.3 / 128 a sample);
+    # a cut steps by up to 0.3
+    assert np.abs(np.diff(x)).max() < 0.12, np.abs(np.diff(x)).max()
 
 
 def test_a_worker_dying_as_a_prepared_patch_switches_costs_only_that_worker(capfd):
