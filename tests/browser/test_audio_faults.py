@@ -120,7 +120,13 @@ def test_two_tabs_a_background_tab_a_closed_tab_a_slow_link_and_a_kernel_restart
             )
             if got < 0.9:  # the emulation reached the websocket (Chromium's may not)
                 assert slow["underruns"] > before["underruns"], (before, slow)
-                assert slow["target"] > before["target"], (before, slow)
+                # it grows, unless earlier underruns (a loaded machine) took it to its ceiling
+                # of half a second (labextension/src/worklet.ts: maxTarget)
+                ceiling = round(0.5 * slow["rate"])
+                assert slow["target"] > before["target"] or before["target"] >= ceiling, (
+                    before,
+                    slow,
+                )
             # the link is back: the sound is whole again, the page is responsive
             time.sleep(3.0)
             assert abs(hears(first, 330) - 330) < 3
