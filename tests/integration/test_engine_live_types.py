@@ -96,8 +96,10 @@ def redefine(cls, **body):
 
 @pytest.fixture(scope="module")
 def engine():
-    # measured as rendered: two doubled ramps sum over full scale
-    with Engine(headless=True, limiter=False) as e:
+    # measured as rendered: two doubled ramps sum over full scale; a cell's process() has a
+    # second per call, not two blocks: on a loaded machine the sandbox running it may wait
+    # its turn for longer, and the budget (tested in test_engine_containment) would mute it
+    with Engine(headless=True, limiter=False, code_budget=1.0) as e:
         yield e
     assert not e.running
 
