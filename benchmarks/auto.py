@@ -8,12 +8,9 @@ number of workers it chose.  Target: ``auto`` is never slower than in-process
 measurement's own spread).
 
 Part 2 drives an AutoRenderer as the engine core does and forces moves to
-two workers and back (``want``): the longest block from the one where each
-move lands (the state of every module is copied and, to the pool, pickled
-into the switch message) to 20 blocks after the new renderer took over, as a
-share of the block time, beside the median block.  A move to the pool takes
-over from the shadow (engine/auto.py): the blocks rendered here meanwhile
-are counted.
+two workers and back (``want``): the block where each move lands, as a share
+of the block time (the state of every module is copied and, to the pool,
+pickled into the switch message), beside the median block.
 
     python benchmarks/auto.py                 # P3 x 1024 and x 4096, the heavy patch x 512
     python benchmarks/auto.py --seconds 2 --patches p3:256
@@ -65,9 +62,8 @@ def load_with(module: js.Module, workers: int | str, seconds: float) -> tuple[fl
         return st["dsp_load"], st["workers"]
 
 
-def move_costs(module: js.Module, moves: int) -> list[tuple[str, float, float, int]]:
-    """``[(direction, longest block of the move / block time, median block / block time,
-    blocks in the shadow)]``."""
+def move_costs(module: js.Module, moves: int) -> list[tuple[str, float, float]]:
+    """``[(direction, block of the move / block time, median block / block time)]``."""
     nodes, outputs = snapshot(module)
     auto = AutoRenderer(js.Renderer({}, [], SR, BS), lambda n: PoolRenderer(SR, BS, n), cores=3)
     out = []
@@ -94,22 +90,13 @@ def move_costs(module: js.Module, moves: int) -> list[tuple[str, float, float, i
             auto.apply(box["plan"], redo=False)
             auto.process(BS)
             moved = time.perf_counter() - t
-            shadowed = auto.shadow_blocks
-            # a move to the pool ends when the pool takes over from the shadow; the longest
-            # block from the apply to 20 blocks after that is what the move cost
-            after = 0
-            while after < 20:
+            for _ in range(20):  # the blocks after it
                 t = time.perf_counter()
                 auto.process(BS)
-                d = time.perf_counter() - t
-                moved = max(moved, d)
-                times.append(d)
-                if auto._shadow is None:
-                    after += 1
-                time.sleep(max(0.0, BLOCK - d))
+                times.append(time.perf_counter() - t)
+                time.sleep(max(0.0, BLOCK - times[-1]))
             way = "to 2 workers" if k % 2 == 0 else "back"
-            shadowed = auto.shadow_blocks - shadowed + (1 if k % 2 == 0 else 0)
-            out.append((way, moved / BLOCK, statistics.median(times) / BLOCK, shadowed))
+            out.append((way, moved / BLOCK, statistics.median(times) / BLOCK))
     finally:
         auto.close()
     return out
@@ -145,14 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("## The block a move lands in (share of the block time)")
     print()
-    print("| patch | move | longest block of the move | median | shadow blocks | target: < 1 |")
-    print("|---|---|---|---|---|---|")
+    print("| patch | move | block of the move | median block | target: < 1 |")
+    print("|---|---|---|---|---|")
     for name in names:
-        for way, moved, median, shadowed in move_costs(patch(name), args.moves):
+        for way, moved, median in move_costs(patch(name), args.moves):
             ok = "met" if moved < 1.0 else "MISSED"
-            print(
-                f"| {name} | {way} | {moved:.2f} | {median:.2f} | {shadowed} | {ok} |", flush=True
-            )
+            print(f"| {name} | {way} | {moved:.2f} | {median:.2f} | {ok} |", flush=True)
     return 0
 
 

@@ -22,16 +22,6 @@ goes on from the phase it reached: the output equals :func:`jupysynth.render`
 sample for sample across any number of moves.  What the move costs the block
 where it happens is one copy of the patch's state (measured and printed by
 ``benchmarks/auto.py``).
-
-A move to the pool shadows: from the block where the states cross, the pool
-is sent every block (and every number set) but not waited for, while this
-process goes on rendering what is heard; the workers import the states and
-render the blocks they were sent behind time, and at the first block boundary
-where they have answered every one, the pool takes over (it rendered the same
-samples).  So the block thread pays the states' export and sending, not the
-workers' import and their first late blocks.  Anything that changes the patch
-meanwhile (an edit, a signal connected, a worker lost) ends the shadow, and
-the patch stays here.
 """
 
 from __future__ import annotations
@@ -132,11 +122,6 @@ class AutoRenderer:
         self._refused_until = 0.0  # monotonic time before which no pool is tried
         self._refused_load = math.inf  # ... unless the load grows beyond this
         self._since: set[tuple[int, str]] = set()  # numbers set while a move is built
-        # a pool taking over in the shadow: sent every block, not heard until caught up
-        self._shadow: Any = None
-        self._shadow_counts = (0, 0)  # its late parts and restarts when the shadow began
-        #: Blocks rendered here while a pool took over in the shadow (all moves).
-        self.shadow_blocks = 0
         self._building = False
         self.moves = 0  # moves made, either way
 
@@ -206,19 +191,6 @@ class AutoRenderer:
         events: Sequence[tuple[int, int, str, Any]] = (),
         due: Callable[[], float] | None = None,
     ) -> np.ndarray:
-        shadow = self._shadow
-        if shadow is not None:
-            if shadow.restarts != self._shadow_counts[1]:
-                self._end_shadow("a worker was lost meanwhile")
-            elif shadow.caught_up():
-                self._shadow = None
-                shadow.late_parts = self._shadow_counts[0]  # its shadow blocks were not heard
-                self._moved(shadow, shadow.workers)  # renders this block, on time
-            else:
-                out = self.local.process(frames, events, due)  # heard
-                shadow.process(frames, events, _no_wait)  # sent, not waited for
-                self.shadow_blocks += 1
-                return out
         t = time.perf_counter()
         out = self.active.process(frames, events, due)
         self._spent += time.perf_counter() - t
@@ -232,11 +204,6 @@ class AutoRenderer:
         self.active.set(node_id, name, value, ramp)
         if self._building:
             self._since.add((node_id, name))
-        if self._shadow is not None:
-            if isinstance(value, tuple):  # a signal connected: the pool would rebuild
-                self._end_shadow("a signal was connected meanwhile")
-            else:
-                self._shadow.set(node_id, name, value, ramp)
 
     def define_type(self, name: str, blob: bytes) -> None:
         self.types[name] = blob
@@ -259,8 +226,6 @@ class AutoRenderer:
             self.local.faults.clear()
             self._moved(self.local, 0)
             return
-        if self._shadow is not None:
-            self._end_shadow("the patch changed meanwhile")
         self.active.update(nodes, outputs, fade)
 
     def prepare(
@@ -332,8 +297,6 @@ class AutoRenderer:
     def apply(self, plan: Any, redo: bool = True) -> bool:
         """Install an edit, or make a prepared move at this block boundary."""
         if not isinstance(plan, _Handover):
-            if self._shadow is not None:
-                self._end_shadow("the patch changed meanwhile")
             return self.active.apply(plan, redo)
         self._building = False
         self._want = None
@@ -357,21 +320,9 @@ class AutoRenderer:
             states = src.export_state(src.nodes)
             if not dst.apply(plan.plan, redo=False, carried=states, values=since):
                 return False
-            # the pool takes over once it has caught up (see the module docstring)
-            self._shadow = dst
-            self._shadow_counts = (dst.late_parts, dst.restarts)
-            return True
+            workers = dst.workers
         self._moved(dst, workers)
         return True
-
-    def _end_shadow(self, why: str) -> None:
-        """Give up a move in the shadow: the patch stays here, the pool goes idle."""
-        pool, self._shadow = self._shadow, None
-        pool.late_parts = self._shadow_counts[0]
-        pool.update({}, [])
-        self._refused_until = time.monotonic() + RETRY_SECONDS
-        self._refused_load = self.load
-        log.info("moving the patch to the workers was given up (%s); it plays on here", why)
 
     def close(self) -> None:
         self.local.close()
@@ -443,11 +394,6 @@ class AutoRenderer:
     @staticmethod
     def _generation_of(renderer: Any) -> int:
         return renderer.generation
-
-
-def _no_wait() -> float:
-    """A shadow block's time left: none (the pool is not waited for)."""
-    return 0.0
 
 
 def _where(workers: int) -> str:

@@ -169,10 +169,6 @@ class _Layout:
         self.weights: dict[str, tuple[int, float]] = {}  # type -> (modules, weight) assumed
         self.abandoned = False  # an edit came: stop waiting for this one (a rebalance)
 
-    def id_array(self, slot: int) -> np.ndarray:
-        """The ids of what ``slot`` renders, as an array (for :meth:`States.only`)."""
-        return np.fromiter(self.ids[slot], dtype=np.int64, count=len(self.ids[slot]))
-
 
 class PoolRenderer:
     """Render through ``workers`` worker processes (see the module docstring).
@@ -703,10 +699,8 @@ class PoolRenderer:
         states of the modules moving were gathered (the caller builds the patch again).
         """
         # modules arriving on a worker take their state from where they were
-        # (an idle pool, as auto's move finds it, holds nothing: no per-module walk on
-        # this thread; a patch of 16 384 modules took 13 ms here)
         moving = []
-        for i, slots in lay.holders.items() if self._holders else ():
+        for i, slots in lay.holders.items():
             old = [s for s in self._holders.get(i, ()) if self._slots[s] is not None]
             if old and any(s not in old for s in slots):
                 moving.append(i)
@@ -715,18 +709,15 @@ class PoolRenderer:
             # a worker died answering: the survivors' rebuild (messages.Rebuild) voids what they
             # prepared, so a switch sent after it would find nothing to switch to
             return False
-        arrived = found.ids() if self._holders else None
+        arrived = found.ids()
         for slot in lay.slots:
             w = self._slots[slot]
             if w is None:
                 continue  # died meanwhile: the caller assigns again
             ids = lay.ids[slot]
-            if arrived is None:  # nothing held here: every module of the slot arrives
-                states = found.only(lay.id_array(slot))
-            else:
-                states = found.only(
-                    i for i in ids if i in arrived and slot not in self._holders.get(i, ())
-                )
+            states = found.only(
+                i for i in ids if i in arrived and slot not in self._holders.get(i, ())
+            )
             w.ids = ids
             w.tail = bool(lay.payload[slot].tail.nodes)
             if wait:
@@ -752,13 +743,9 @@ class PoolRenderer:
         self.outputs = lay.outputs
         self._fade = lay.fade
         self._assumed = lay.weights
-        if all(self._slots[s] is not None for s in lay.slots):
-            self._holders = lay.holders  # built off the block thread, by _layout
-        else:
-            self._holders = {
-                i: [s for s in slots if self._slots[s] is not None]
-                for i, slots in lay.holders.items()
-            }
+        self._holders = {
+            i: [s for s in slots if self._slots[s] is not None] for i, slots in lay.holders.items()
+        }
         self._tails = [s for s in lay.slots if self._slots[s] is not None and self._slots[s].tail]
         self._left = np.asarray(lay.left, dtype=np.int64)
         self._right = np.asarray(lay.right, dtype=np.int64)
@@ -919,26 +906,6 @@ class PoolRenderer:
             if lay.ready_slots >= set(lay.slots):
                 lay.ready = True
                 lay.done.set()
-
-    def caught_up(self) -> bool:
-        """True when every worker has answered every block it was sent and has no switch
-        waiting to be sent (reads the replies that arrived; never waits).
-
-        For a move in the shadow (engine/auto.py): the pool rendered every block
-        behind time; from here it renders on time, and its next block is exact
-        (no fade-in of parts that were late in the shadow).
-        """
-        for slot, w in enumerate(self._slots):
-            if w is None:
-                continue
-            if w.switch is not None:
-                return False
-            if w.unanswered:
-                self._catch_up(slot, 0.0)
-                if self._slots[slot] is None or self._slots[slot].unanswered:
-                    return False
-        self._was_late = set()
-        return True
 
     def export_state(self, ids: Iterable[int]) -> States:
         """Copies of the state of modules ``ids`` from the workers rendering them.

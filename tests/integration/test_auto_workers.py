@@ -120,7 +120,6 @@ def test_a_patch_moves_to_a_pool_and_back_without_changing_a_sample():
     where = np.asarray(drive.where)
     assert (where == 2).sum() >= 50 and where[0] == 0 and where[-1] == 0
     assert auto.moves == 2
-    assert auto.shadow_blocks >= 1  # the pool took over from the shadow, behind this process
     got, want = np.concatenate(drive.got), np.concatenate(drive.want)
     assert np.abs(want).max() > 0.05
     assert np.array_equal(got, want)
@@ -146,7 +145,6 @@ def test_a_pool_that_does_not_pay_gives_the_patch_back():
     finally:
         auto.close()
     assert auto.moves == 2
-    assert auto.shadow_blocks >= 1  # the pool took over from the shadow, behind this process
     assert refused > time.monotonic()  # and it is not tried again at once
     assert np.array_equal(np.concatenate(drive.got), np.concatenate(drive.want))
 
